@@ -1,0 +1,14 @@
+"""Pure 3SPO math: no Ray, no OpenRLHF."""
+
+from .formulas import ADVANTAGE_NORMS, adaptive_n, group_advantages, novelty_weight, state_score, step_reward
+from .table import StateTable
+
+__all__ = [
+    "ADVANTAGE_NORMS",
+    "StateTable",
+    "adaptive_n",
+    "group_advantages",
+    "novelty_weight",
+    "state_score",
+    "step_reward",
+]

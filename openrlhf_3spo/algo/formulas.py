@@ -1,0 +1,147 @@
+"""The 3SPO formulas (DESIGN.md, eqs. 1-3 and the step-group advantage), vectorised over numpy arrays.
+
+Every function takes scalars or array-likes, broadcasts them, and raises ValueError naming the bad
+argument instead of returning NaNs.
+"""
+
+import numpy as np
+
+# exp(-alpha * ln(t) * SR) underflows to 0.0 once alpha * ln(t) * SR > ~745. Only eq. 1's
+# truncation rule may give a score of 0 (it decides n = 0), so a computed score stays above this.
+_MIN_POSITIVE_SCORE = np.finfo(np.float64).tiny
+
+
+def _as_array(name, value, dtype=np.float64):
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be numeric, got {value!r}") from error
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return array
+
+
+def _as_counts(name, value):
+    array = _as_array(name, value)
+    if np.any(array < 0):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if np.any(array != np.floor(array)):
+        raise ValueError(f"{name} must hold whole numbers, got {value!r}")
+    return array
+
+
+def _check_positive(name, value, allow_zero=False):
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _broadcast(**arrays):
+    try:
+        return np.broadcast_arrays(*arrays.values())
+    except ValueError as error:
+        shapes = ", ".join(f"{name}{np.shape(a)}" for name, a in arrays.items())
+        raise ValueError(f"mismatched lengths: {shapes}") from error
+
+
+def _as_scores(name, value):
+    array = _as_array(name, value)
+    if np.any((array < 0) | (array > 1)):
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return array
+
+
+def state_score(n_total, n_success, t, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6):
+    """Eq. 1: S(s) = 1 if unseen; 0 if N_fail >= xi and SR <= zeta; else exp(-alpha * ln(t) * SR).
+
+    SR = N_success / (N_total + eps); t is the global trajectory counter (recorded trajectories + 1).
+    """
+    n_total = _as_counts("n_total", n_total)
+    n_success = _as_counts("n_success", n_success)
+    n_total, n_success = _broadcast(n_total=n_total, n_success=n_success)
+    if np.any(n_success > n_total):
+        raise ValueError("n_success must be <= n_total")
+    if not np.isfinite(t) or t < 1:
+        raise ValueError(f"t must be >= 1, got {t!r}")
+    _check_positive("alpha", alpha)
+    _check_positive("xi", xi, allow_zero=True)
+    if not 0 <= zeta <= 1:
+        raise ValueError(f"zeta must lie in [0, 1], got {zeta!r}")
+    _check_positive("eps", eps, allow_zero=True)
+
+    success_rate = n_success / (n_total + eps)
+    score = np.maximum(np.exp(-alpha * np.log(t) * success_rate), _MIN_POSITIVE_SCORE)
+    truncated = (n_total - n_success >= xi) & (success_rate <= zeta)
+    score = np.where(truncated, 0.0, score)
+    return np.where(n_total == 0, 1.0, score)
+
+
+def novelty_weight(n_total, omega_k=0.1):
+    """w in eq. 2: 0.5 * exp(-omega_k * N_total(s_t)); novelty counts less in well-visited states."""
+    n_total = _as_counts("n_total", n_total)
+    _check_positive("omega_k", omega_k, allow_zero=True)
+    return 0.5 * np.exp(-omega_k * n_total)
+
+
+def step_reward(score_t, score_next, n_total_t, novel, success, omega_k=0.1, invalid=0, invalid_penalty=0.1):
+    """Eq. 2: R = w * R_novel + (0.5 - w) * (S(s_t) - S(s_{t+1})) + 0.5 * R_success.
+
+    `novel` is 1 when the state key changed, `success` 1 when this transition wins the task;
+    an `invalid` (or unparsable) action adds -invalid_penalty.
+    """
+    score_t = _as_scores("score_t", score_t)
+    score_next = _as_scores("score_next", score_next)
+    novel = _as_flags("novel", novel)
+    success = _as_flags("success", success)
+    invalid = _as_flags("invalid", invalid)
+    _check_positive("invalid_penalty", invalid_penalty, allow_zero=True)
+    w = novelty_weight(n_total_t, omega_k)
+    score_t, score_next, w, novel, success, invalid = _broadcast(
+        score_t=score_t, score_next=score_next, n_total_t=w, novel=novel, success=success, invalid=invalid
+    )
+    return w * novel + (0.5 - w) * (score_t - score_next) + 0.5 * success - invalid_penalty * invalid
+
+
+def _as_flags(name, value):
+    array = _as_array(name, value)
+    if np.any((array != 0) & (array != 1)):
+        raise ValueError(f"{name} must be 0/1 or bool, got {value!r}")
+    return array
+
+
+def adaptive_n(score, g_max=8):
+    """Eq. 3: n = ceil(G_max * S(s_t)) rollouts at a decision point (0 truncates, 1 continues untrained)."""
+    score = _as_scores("score", score)
+    if int(g_max) != g_max or g_max < 1:
+        raise ValueError(f"g_max must be a whole number >= 1, got {g_max!r}")
+    return np.ceil(g_max * score).astype(np.int64)
+
+
+ADVANTAGE_NORMS = ("mean_std", "mean")
+
+
+def group_advantages(rewards, group_ids, norm="mean_std", eps=1e-6):
+    """Step-group advantages: A_i = (R_i - mean_g) / (std_g + eps), or R_i - mean_g with norm="mean".
+
+    Groups are given by explicit ids and may have any size; std is the unbiased one (as
+    OpenRLHF's group_norm); a group of one gets A = 0.
+    """
+    if norm not in ADVANTAGE_NORMS:
+        raise ValueError(f"norm must be one of {ADVANTAGE_NORMS}, got {norm!r}")
+    _check_positive("eps", eps, allow_zero=True)
+    rewards = _as_array("rewards", rewards)
+    group_ids = np.asarray(group_ids)
+    if rewards.ndim != 1 or group_ids.ndim != 1 or len(rewards) != len(group_ids):
+        raise ValueError(
+            f"mismatched lengths: rewards{rewards.shape}, group_ids{group_ids.shape} must be 1-D and equal"
+        )
+    if len(rewards) == 0:
+        return np.zeros(0)
+    _, group = np.unique(group_ids, return_inverse=True)
+    size = np.bincount(group)
+    mean = np.bincount(group, weights=rewards) / size
+    centred = rewards - mean[group]
+    if norm == "mean_std":
+        sq_dev = np.bincount(group, weights=centred**2)
+        std = np.sqrt(sq_dev / np.maximum(size - 1, 1))
+        centred = centred / (std[group] + eps)
+    return np.where(size[group] >= 2, centred, 0.0)

@@ -1,0 +1,218 @@
+"""Every 3SPO formula against values worked out by hand, plus properties (hypothesis)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openrlhf_3spo.algo import adaptive_n, group_advantages, novelty_weight, state_score, step_reward
+
+EPS = 1e-6
+
+
+# ---- eq. 1: state score -------------------------------------------------------------------------
+
+
+def test_state_score_hand_values():
+    # exp(-alpha * ln(t) * SR) == t ** (-alpha * SR)
+    cases = [
+        # (n_total, n_success, t, alpha, expected)
+        (0, 0, 100, 50.0, 1.0),  # unseen state
+        (10, 0, 100, 50.0, 0.0),  # N_fail = 10 >= xi and SR = 0 <= zeta: truncated
+        (9, 0, 100, 50.0, 1.0),  # N_fail = 9 < xi: SR = 0 gives exp(0)
+        (20, 2, 100, 50.0, 0.0),  # N_fail = 18, SR = 2 / 20.000001 < 0.1: truncated
+        (10, 1, 100, 50.0, 100.0 ** (-50 * 1 / (10 + EPS))),  # N_fail = 9: 100^-5 = 1e-10
+        (4, 2, 4, 2.0, 4.0 ** (-2 * 2 / (4 + EPS))),  # 4^-1 = 0.25
+        (5, 5, 1, 50.0, 1.0),  # t = 1: ln(1) = 0
+    ]
+    for n_total, n_success, t, alpha, expected in cases:
+        got = state_score(n_total, n_success, t, alpha=alpha)
+        assert got == pytest.approx(expected, rel=1e-9, abs=0), (n_total, n_success, t, alpha)
+    assert state_score(10, 1, 100) == pytest.approx(1e-10, rel=1e-5)
+    assert state_score(4, 2, 4, alpha=2.0) == pytest.approx(0.25, rel=1e-5)
+
+
+def test_state_score_is_vectorised_and_keeps_the_xi_zeta_boundaries():
+    n_total = np.array([0, 10, 11, 30, 30])
+    n_success = np.array([0, 0, 1, 3, 4])
+    got = state_score(n_total, n_success, t=10, xi=10, zeta=0.1)
+    # (11, 1): N_fail = 10, SR = 1/11 = 0.0909 <= 0.1 -> 0; (30, 3): SR = 3/30.000001 < 0.1 -> 0
+    # (30, 4): SR = 0.1333 > zeta -> 10^(-50 * 4/30.000001) = 10^-6.6667
+    expected = [1.0, 0.0, 0.0, 0.0, 10 ** (-50 * 4 / (30 + EPS))]
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_state_score_stays_positive_where_exp_underflows():
+    # alpha * ln(t) * SR = 50 * ln(1e9) * 1 = 1036 > 745: exp underflows, but only truncation may give 0
+    assert 0 < state_score(5, 5, 1e9) < 1e-300
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(n_total=-1, n_success=0, t=2), "n_total"),
+        (dict(n_total=1, n_success=-1, t=2), "n_success"),
+        (dict(n_total=1, n_success=2, t=2), "n_success"),
+        (dict(n_total=1.5, n_success=0, t=2), "n_total"),
+        (dict(n_total=1, n_success=0, t=0), "t"),
+        (dict(n_total=1, n_success=0, t=2, alpha=0), "alpha"),
+        (dict(n_total=1, n_success=0, t=2, zeta=1.5), "zeta"),
+        (dict(n_total=[1, 2], n_success=[0, 0, 0], t=2), "mismatched lengths"),
+        (dict(n_total="x", n_success=0, t=2), "n_total"),
+    ],
+)
+def test_state_score_rejects_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        state_score(**kwargs)
+
+
+# ---- eq. 2: step reward -------------------------------------------------------------------------
+
+
+def test_novelty_weight_hand_values():
+    assert novelty_weight(0) == 0.5
+    assert novelty_weight(10, omega_k=0.1) == pytest.approx(0.5 * math.exp(-1.0))  # 0.18393972
+    np.testing.assert_allclose(novelty_weight([0, 5], omega_k=0.2), [0.5, 0.5 * math.exp(-1.0)])
+    with pytest.raises(ValueError, match="omega_k"):
+        novelty_weight(1, omega_k=-0.1)
+    with pytest.raises(ValueError, match="n_total"):
+        novelty_weight(-3)
+
+
+def test_step_reward_hand_values():
+    # unseen s_t: w = 0.5, so the score difference has weight 0: R = 0.5 * novel + 0.5 * success
+    assert step_reward(1.0, 0.25, 0, novel=1, success=0) == pytest.approx(0.5)
+    # w = 0.5 * e^-1 = 0.18393972; (0.5 - w) * (0.8 - 0.2) = 0.31606028 * 0.6 = 0.18963617; + 0.5
+    assert step_reward(0.8, 0.2, 10, novel=1, success=1) == pytest.approx(0.18393972 + 0.18963617 + 0.5, abs=1e-8)
+    # invalid action: key unchanged, so novel = 0 and S(s_t) = S(s_t+1): R = -invalid_penalty
+    assert step_reward(0.3, 0.3, 4, novel=0, success=0, invalid=1) == pytest.approx(-0.1)
+    assert step_reward(0.3, 0.3, 4, novel=0, success=0, invalid=1, invalid_penalty=0.5) == pytest.approx(-0.5)
+    # moving into a state with a higher score is penalised: w = 0.5 e^-0.2 = 0.40936538
+    # R = 0 + (0.5 - 0.40936538) * (0.1 - 0.9) = 0.09063462 * -0.8 = -0.07250770
+    assert step_reward(0.1, 0.9, 2, novel=0, success=0) == pytest.approx(-0.07250770, abs=1e-8)
+
+
+def test_step_reward_is_vectorised():
+    got = step_reward([1.0, 0.3], [0.25, 0.3], [0, 4], novel=[True, False], success=[False, False], invalid=[0, 1])
+    np.testing.assert_allclose(got, [0.5, -0.1])
+
+
+@pytest.mark.parametrize(
+    "args, name",
+    [
+        ((1.2, 0.5, 0, 1, 0), "score_t"),
+        ((0.5, -0.1, 0, 1, 0), "score_next"),
+        ((0.5, 0.5, -1, 1, 0), "n_total"),
+        ((0.5, 0.5, 0, 2, 0), "novel"),
+        ((0.5, 0.5, 0, 1, 0.5), "success"),
+        (([0.5, 0.5], [0.5, 0.5, 0.5], 0, 1, 0), "mismatched lengths"),
+    ],
+)
+def test_step_reward_rejects_bad_arguments(args, name):
+    with pytest.raises(ValueError, match=name):
+        step_reward(*args)
+
+
+# ---- eq. 3: adaptive n --------------------------------------------------------------------------
+
+
+def test_adaptive_n_hand_values():
+    # ceil(8 * [0, 1e-10, 0.125, 0.126, 0.5, 1]) = ceil([0, 8e-10, 1, 1.008, 4, 8])
+    got = adaptive_n([0.0, 1e-10, 0.125, 0.126, 0.5, 1.0], g_max=8)
+    assert got.dtype.kind == "i"
+    assert got.tolist() == [0, 1, 1, 2, 4, 8]
+    assert adaptive_n(0.3, g_max=4).tolist() == 2  # ceil(1.2)
+
+
+@pytest.mark.parametrize("g_max", [0, -1, 2.5])
+def test_adaptive_n_rejects_bad_g_max(g_max):
+    with pytest.raises(ValueError, match="g_max"):
+        adaptive_n(0.5, g_max=g_max)
+
+
+def test_adaptive_n_rejects_scores_outside_unit_interval():
+    with pytest.raises(ValueError, match="score"):
+        adaptive_n([0.5, 1.5])
+
+
+# ---- step-group advantages ----------------------------------------------------------------------
+
+
+def test_group_advantages_hand_values():
+    rewards = [1.0, 2.0, 3.0, 5.0, 4.0, 4.0]
+    groups = ["a", "a", "a", "b", "c", "c"]
+    # group a: mean 2, unbiased std sqrt((1 + 0 + 1) / 2) = 1; b is a singleton; c has equal rewards
+    np.testing.assert_allclose(
+        group_advantages(rewards, groups), [-1 / (1 + EPS), 0.0, 1 / (1 + EPS), 0.0, 0.0, 0.0]
+    )
+    np.testing.assert_allclose(group_advantages(rewards, groups, norm="mean"), [-1, 0, 1, 0, 0, 0])
+    # interleaved integer ids: group 7 = [0.5, -0.5] -> mean 0, std sqrt(0.5) = 0.70710678
+    got = group_advantages([0.5, 3.0, -0.5], [7, 1, 7])
+    np.testing.assert_allclose(got, [0.5 / (0.70710678 + EPS), 0.0, -0.5 / (0.70710678 + EPS)], rtol=1e-7)
+
+
+def test_group_advantages_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="norm"):
+        group_advantages([1.0, 2.0], [0, 0], norm="zscore")
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        group_advantages([1.0, 2.0], [0, 0, 1])
+    with pytest.raises(ValueError, match="rewards"):
+        group_advantages([1.0, float("nan")], [0, 0])
+    assert group_advantages([], []).shape == (0,)
+
+
+# ---- properties ---------------------------------------------------------------------------------
+
+counts = st.integers(0, 10_000)
+
+
+@given(n_total=counts, frac=st.floats(0, 1), t=st.integers(1, 10**9), alpha=st.floats(0.01, 100))
+def test_scores_lie_in_unit_interval(n_total, frac, t, alpha):
+    n_success = int(n_total * frac)
+    score = state_score(n_total, n_success, t, alpha=alpha)
+    assert 0.0 <= score <= 1.0
+
+
+@given(t=st.integers(1, 10**9), alpha=st.floats(0.01, 100), xi=st.integers(0, 50), zeta=st.floats(0, 1))
+def test_unseen_state_scores_one(t, alpha, xi, zeta):
+    assert state_score(0, 0, t, alpha=alpha, xi=xi, zeta=zeta) == 1.0
+
+
+@given(n_total=st.integers(1, 10_000), frac=st.floats(0, 1), t=st.integers(1, 10**6), xi=st.integers(0, 50))
+def test_truncation_rule(n_total, frac, t, xi):
+    n_success = int(n_total * frac)
+    score = state_score(n_total, n_success, t, xi=xi, zeta=0.1)
+    should_truncate = (n_total - n_success >= xi) and (n_success / (n_total + EPS) <= 0.1)
+    assert (score == 0.0) == should_truncate
+
+
+@given(score=st.lists(st.floats(0, 1), min_size=1, max_size=50), g_max=st.integers(1, 64))
+def test_adaptive_n_within_bounds(score, g_max):
+    n = adaptive_n(score, g_max=g_max)
+    assert np.all((0 <= n) & (n <= g_max))
+    assert np.all((n == 0) == (np.asarray(score) == 0))
+
+
+group_batches = st.lists(st.tuples(st.integers(0, 5), st.floats(-10, 10)), min_size=1, max_size=60)
+
+
+@given(batch=group_batches, norm=st.sampled_from(["mean_std", "mean"]))
+def test_group_advantages_sum_to_zero_within_groups(batch, norm):
+    ids = np.array([g for g, _ in batch])
+    rewards = np.array([r for _, r in batch])
+    adv = group_advantages(rewards, ids, norm=norm)
+    for g in np.unique(ids):
+        members = adv[ids == g]
+        if len(members) >= 2:
+            assert abs(members.sum()) < 1e-6 * max(1.0, np.abs(members).max())
+        else:
+            assert members[0] == 0.0
+
+
+@given(rewards=st.lists(st.integers(-1000, 1000), min_size=2, max_size=30, unique=True))
+def test_mean_std_advantages_of_distinct_rewards_have_unit_std(rewards):
+    rewards = np.asarray(rewards) / 100.0
+    adv = group_advantages(rewards, np.zeros(len(rewards), dtype=int), eps=0.0)
+    assert np.std(adv, ddof=1) == pytest.approx(1.0, rel=1e-6)
