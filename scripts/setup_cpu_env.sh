@@ -11,7 +11,8 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -m venv "$VENV"
-pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+# (this machine's pip config lists local indexes that pip reports as missing, once per package: drop that noise)
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 cons="$VENV/constraints.txt"
 cat > "$cons" <<'TXT'
 torch==2.13.0
@@ -21,10 +22,10 @@ deepspeed==0.19.6
 TXT
 export PIP_CONSTRAINT="$cons" DS_BUILD_OPS=0
 echo "[setup] torch (CPU build) ..."
-pip install -U pip wheel setuptools
 pip install torch==2.13.0
 echo "[setup] openrlhf 0.11.2 and its requirements without flash-attn ..."
 pip install --no-deps openrlhf==0.11.2
+# pip then reports that flash-attn==2.8.3 is missing: expected, it has no CPU build (tests/cpu_shims).
 pip install accelerate aiohttp bitsandbytes datasets deepspeed==0.19.6 einops 'grpcio>=1.74.0' \
   'huggingface-hub>=1.0.0' isort jsonlines loralib optimum 'optree>=0.15.0' packaging peft pylatexenc \
   'pynvml>=12.0.0' 'ray[default]==2.55.0' sympy tensorboard torchdata torchmetrics tqdm transformers==5.15.0 \
