@@ -14,6 +14,17 @@ def _demo(args):
     print(json.dumps(summary))
 
 
+def _make_dataset(args):
+    from openrlhf_3spo.envs import alfworld
+    from openrlhf_3spo.io import atomic_write_jsonl
+
+    if args.env == "alfworld":
+        task_types = args.task_types.split(",") if args.task_types else alfworld.TASK_TYPES
+        rows = alfworld.dataset_rows(args.split, args.data, task_types)
+    atomic_write_jsonl(args.out, rows)
+    print(f"[make-dataset] {len(rows)} {args.env} {args.split} tasks written to {args.out}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="openrlhf-3spo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +34,14 @@ def build_parser():
     demo.add_argument("--tasks", type=int, default=16)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    dataset = commands.add_parser("make-dataset", help="write an OpenRLHF prompt dataset (JSONL) of env tasks")
+    dataset.add_argument("env", choices=["alfworld"])
+    dataset.add_argument("--split", required=True, choices=["train", "valid_seen", "valid_unseen"])
+    dataset.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA), or "shipped"')
+    dataset.add_argument("--task-types", default=None, help="comma-separated ALFWorld task types (default: all six)")
+    dataset.add_argument("--out", required=True, help="output .jsonl file")
+    dataset.set_defaults(func=_make_dataset)
     return parser
 
 
@@ -31,7 +50,10 @@ def main(argv=None):
     for name in ("iterations", "tasks"):
         if getattr(args, name, 1) < 1:
             sys.exit(f"openrlhf-3spo: error: --{name} must be >= 1")
-    args.func(args)
+    try:
+        args.func(args)
+    except ValueError as error:  # bad input: one clear line, no traceback
+        sys.exit(f"openrlhf-3spo: error: {error}")
 
 
 if __name__ == "__main__":

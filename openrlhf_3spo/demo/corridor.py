@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from openrlhf_3spo.algo import StateTable, adaptive_n, group_advantages, step_reward
+from openrlhf_3spo.io import atomic_write_jsonl, atomic_write_text
 
 
 @dataclass
@@ -167,34 +168,37 @@ def run(cfg: CorridorConfig, out_dir: str):
     os.makedirs(out_dir, exist_ok=True)
     env = Corridors(cfg, np.random.default_rng(cfg.seed))
     results = {}
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
-    with open(metrics_path + ".tmp", "w") as metrics_file:
-        for method in ("3spo", "grpo"):
-            rng = np.random.default_rng(cfg.seed + 1)
-            policy, table = TabularPolicy(cfg), StateTable()
-            total_steps, curve = 0, []
-            start = time.perf_counter()
-            for iteration in tqdm(range(cfg.iterations), desc=f"corridor {method}", unit="iter"):
-                if method == "3spo":
-                    stats = spo3_iteration(env, policy, table, rng, cfg)
-                else:
-                    stats = grpo_iteration(env, policy, rng, cfg)
-                total_steps += stats["env_steps"]
-                stats.update(method=method, iteration=iteration, total_env_steps=total_steps,
-                             greedy_success=greedy_success_rate(env, policy))
-                curve.append((total_steps, stats["greedy_success"]))
-                metrics_file.write(json.dumps(stats) + "\n")
-            results[method] = {
-                "final_greedy_success": curve[-1][1],
-                "env_steps": total_steps,
-                "env_steps_to_half_success": next((s for s, r in curve if r >= 0.5), None),
-                "seconds": round(time.perf_counter() - start, 3),
-                "curve": curve,
-            }
-    os.replace(metrics_path + ".tmp", metrics_path)
+    rows = []
+    for method in ("3spo", "grpo"):
+        rng = np.random.default_rng(cfg.seed + 1)
+        policy, table = TabularPolicy(cfg), StateTable()
+        total_steps, curve = 0, []
+        start = time.perf_counter()
+        for iteration in tqdm(range(cfg.iterations), desc=f"corridor {method}", unit="iter"):
+            if method == "3spo":
+                stats = spo3_iteration(env, policy, table, rng, cfg)
+            else:
+                stats = grpo_iteration(env, policy, rng, cfg)
+            total_steps += stats["env_steps"]
+            stats.update(
+                method=method,
+                iteration=iteration,
+                total_env_steps=total_steps,
+                greedy_success=greedy_success_rate(env, policy),
+            )
+            curve.append((total_steps, stats["greedy_success"]))
+            rows.append(stats)
+        results[method] = {
+            "final_greedy_success": curve[-1][1],
+            "env_steps": total_steps,
+            "env_steps_to_half_success": next((s for s, r in curve if r >= 0.5), None),
+            "seconds": round(time.perf_counter() - start, 3),
+            "curve": curve,
+        }
+    atomic_write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)
     _plot(results, os.path.join(out_dir, "curves.png"))
     summary = {m: {k: v for k, v in r.items() if k != "curve"} for m, r in results.items()}
-    _write_json_atomic(os.path.join(out_dir, "summary.json"), summary)
+    atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
     return summary
 
 
@@ -219,8 +223,3 @@ def _plot(results, path):
     os.replace(path + ".tmp.png", path)
     plt.close(fig)
 
-
-def _write_json_atomic(path, obj):
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)

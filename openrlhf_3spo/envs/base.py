@@ -1,0 +1,38 @@
+"""The TextEnv protocol shared by every environment, and the stable state digest."""
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class Observation:
+    text: str
+    admissible_actions: list[str] = field(default_factory=list)
+    state_key: str = ""
+    reward: float = 0.0
+    done: bool = False
+    won: bool = False
+    valid: bool = True  # False when the action was not admissible (the env state is unchanged)
+
+
+class TextEnv(Protocol):
+    task: str  # the task text shown to the agent
+    task_id: str  # identifies the task across processes and runs
+
+    def reset(self) -> Observation: ...
+
+    def step(self, action: str) -> Observation: ...
+
+    def fork(self) -> "TextEnv":
+        """An independent env in the same state (branching for adaptive rollout)."""
+        ...
+
+
+def state_digest(*parts: str) -> str:
+    """A stable key for a canonical text: identical across processes, nodes and runs (unlike hash())."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()

@@ -1,0 +1,58 @@
+"""The prompt and action protocol of the published ALFWorld/WebShop results (GiGPO, 3SPO).
+
+A step's prompt holds the task, the last H (observation, action) pairs, the current observation
+and the admissible actions; the model answers `<think>...</think><action>...</action>`.
+"""
+
+import re
+
+HISTORY_LENGTH = 2
+_ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
+_SPACES = re.compile(r"\s+")
+
+ENV_INTROS = {
+    "alfworld": "You are an expert agent acting in the ALFRED embodied household environment.",
+    "webshop": "You are an expert agent shopping in the WebShop online store.",
+}
+
+_INSTRUCTION = (
+    "Now choose your next action. First reason step by step about the situation inside <think> </think> "
+    "tags, then give exactly one admissible action inside <action> </action> tags."
+)
+
+
+def normalize_action(text: str) -> str:
+    return _SPACES.sub(" ", text).strip().lower()
+
+
+def parse_action(output: str, admissible_actions: list[str]) -> str | None:
+    """The admissible action named in the last <action> tag (case and whitespace normalised), or None."""
+    tags = _ACTION_TAG.findall(output) if isinstance(output, str) else []
+    if not tags:
+        return None
+    wanted = normalize_action(tags[-1])
+    for action in admissible_actions:
+        if normalize_action(action) == wanted:
+            return action
+    return None
+
+
+def render_prompt(env_name, task, history, observation, admissible_actions, history_length=HISTORY_LENGTH):
+    """One step's user message. `history` is the list of (observation, action) pairs taken so far."""
+    if env_name not in ENV_INTROS:
+        raise ValueError(f"env_name must be one of {sorted(ENV_INTROS)}, got {env_name!r}")
+    if history_length < 0:
+        raise ValueError(f"history_length must be >= 0, got {history_length}")
+    parts = [ENV_INTROS[env_name], f"Your task is to: {task}."]
+    recent = history[len(history) - history_length :] if history_length else []
+    if recent:
+        first = len(history) - len(recent) + 1
+        lines = [f"[Observation {first + i}: {obs.strip()}]\n[Action {first + i}: {act}]" for i, (obs, act) in enumerate(recent)]
+        parts.append(
+            f"You have taken {len(history)} step(s) so far. Your last {len(recent)} observation(s) and action(s):\n"
+            + "\n".join(lines)
+        )
+    parts.append(f"You are now at step {len(history) + 1}. Current observation: {observation.strip()}")
+    parts.append("Admissible actions: [" + ", ".join(f"'{a}'" for a in admissible_actions) + "]")
+    parts.append(_INSTRUCTION)
+    return "\n\n".join(parts)
