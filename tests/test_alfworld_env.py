@@ -224,3 +224,11 @@ def test_fuzzed_actions_are_invalid_never_exceptions(env, action):
         assert obs.valid
     else:
         assert not obs.valid and obs.reward == pytest.approx(-0.1) and obs.state_key == before.state_key
+
+
+def test_engine_leaves_sys_argv_alone():
+    import sys
+
+    argv = list(sys.argv)
+    ALFWorldEnv(SMALL).reset()
+    assert sys.argv == argv

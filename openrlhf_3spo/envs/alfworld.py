@@ -10,6 +10,7 @@ import copy
 import functools
 import json
 import os
+import sys
 from types import SimpleNamespace
 
 from .base import Observation, state_digest
@@ -103,6 +104,7 @@ class ALFWorldEnv:
         self._steps = 0
 
     def _call_engine(self, fn, *args):
+        argv = sys.argv  # Fast Downward's translator overwrites it on load and reset
         try:
             return fn(*args)
         except KeyError as error:
@@ -113,6 +115,8 @@ class ALFWorldEnv:
             if type(error).__name__ in ("ParseError", "FailedParse", "FailedToken", "FailedPattern"):
                 raise ValueError(f"ALFWorld game {self.game_file}: the PDDL does not parse ({error})") from None
             raise
+        finally:
+            sys.argv = argv
 
     def _observe(self, text, valid):
         state = self._pddl.state

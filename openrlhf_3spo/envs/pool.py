@@ -51,8 +51,12 @@ class EnvPool:
         """Builds `env_factory(*args, **kwargs)` in the least busy worker."""
         worker = min(range(len(self._workers)), key=self._live.__getitem__)
         env_id = next(self._ids)
-        await self._run(worker, _create, env_id, env_factory, args, kwargs)
-        self._live[worker] += 1
+        self._live[worker] += 1  # before awaiting, so concurrent creates spread over the workers
+        try:
+            await self._run(worker, _create, env_id, env_factory, args, kwargs)
+        except BaseException:
+            self._live[worker] -= 1
+            raise
         return RemoteEnv(self, worker, env_id)
 
     def shutdown(self):

@@ -1,0 +1,1 @@
+"""Text environments on one protocol (base.TextEnv): ALFWorld, WebShop; the async worker pool."""

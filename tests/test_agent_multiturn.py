@@ -1,0 +1,70 @@
+"""The ALFWorld agent function in OpenRLHF's plain multi-turn mode, loaded as OpenRLHF loads it."""
+
+import asyncio
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from openrlhf_3spo.agents import agent_file
+from openrlhf_3spo.envs.alfworld import dataset_rows, game_file_of, load_game
+
+
+class ScriptedEngine:
+    """OpenRLHF's engine interface (`generate(prompt_token_ids, sampling_params)`), answering from a script."""
+
+    def __init__(self, tokenizer, answers):
+        self.tokenizer, self.answers, self.prompts = tokenizer, list(answers), []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        self.prompts.append(list(prompt_token_ids))
+        text = self.answers.pop(0)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        logprobs = [{t: SimpleNamespace(logprob=-0.5)} for t in ids]
+        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=logprobs)])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _run(tokenizer, row, answers):
+    from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
+    from vllm import SamplingParams
+
+    executor = _load_agent_executor(agent_file("alfworld", "multiturn"))
+    engine = ScriptedEngine(tokenizer, answers)
+    params = SamplingParams(max_tokens=64, logprobs=1)
+    output = asyncio.run(executor.execute(row["input"], row["label"], params, 4096, tokenizer, engine))
+    return output, engine
+
+
+def test_walkthrough_episode_through_openrlhfs_multiturn_executor(tokenizer):
+    row = next(r for r in dataset_rows("train", "shipped") if "pick_and_place_simple" in r["label"])
+    walkthrough = load_game(game_file_of(row["label"]))["walkthrough"]
+    answers = ["<think>first, look</think><action>dance</action>"]  # one invalid step
+    answers += [f"<think>plan</think><action>{a.upper()}</action>" for a in walkthrough]
+    output, engine = _run(tokenizer, row, answers)
+    assert output["reward"] == pytest.approx(10.0 - 0.1)
+    assert output["scores"] == 1.0 and output["label"] == row["label"]
+    assert len(output["action_ranges"]) == len(walkthrough) + 1
+    tokens = output["observation_tokens"]
+    # each action range holds exactly the generated tokens; the text around it is the env's prompts
+    for (start, end), answer in zip(output["action_ranges"], answers):
+        assert tokenizer.decode(tokens[start:end], skip_special_tokens=True) == answer
+    context = tokenizer.decode(tokens)
+    assert context.count("<|im_start|>user") == len(walkthrough) + 1
+    assert "Current observation: Nothing happens." in context
+    assert "<|im_end|><|im_end|>" not in context  # the turn end is not repeated
+    assert len(output["rollout_log_probs"]) == len(tokens)
+    # every prompt the engine saw is the running context
+    assert engine.prompts[-1] == tokens[: output["action_ranges"][-1][0]]
+
+
+def test_label_naming_no_env_is_a_clear_error(tokenizer):
+    row = {"input": "x", "label": json.dumps({"game": "a.tw-pddl"})}
+    with pytest.raises(ValueError, match="names no known env"):
+        _run(tokenizer, row, ["<action>look</action>"])

@@ -1,0 +1,64 @@
+"""The prompt and action protocol: last <action> tag, normalised; history window; bad model output."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+
+ADMISSIBLE = ["go to cabinet 1", "go to fridge 1", "look", "take apple 1 from countertop 1"]
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        ("<think>fridge first</think><action>go to fridge 1</action>", "go to fridge 1"),
+        ("<action>look</action> then <action>go to cabinet 1</action>", "go to cabinet 1"),  # last tag wins
+        ("<ACTION>  Go   To\nFridge 1 </Action>", "go to fridge 1"),  # case and whitespace
+        ("<action>take apple 1 from countertop 1</action><|im_end|>", "take apple 1 from countertop 1"),
+        ("go to fridge 1", None),  # no tag
+        ("<action>go to fridge 1", None),  # unclosed (cut by max_tokens)
+        ("<action>open the pod bay doors</action>", None),  # not admissible
+        ("<action></action>", None),
+        ("", None),
+    ],
+)
+def test_parse_action(output, expected):
+    assert parse_action(output, ADMISSIBLE) == expected
+
+
+def test_parse_action_survives_huge_and_odd_output():
+    huge = "<think>" + "ü🙂\x00" * 5000 + "</think><action>look</action>"
+    assert parse_action(huge, ADMISSIBLE) == "look"
+    assert parse_action(None, ADMISSIBLE) is None
+
+
+@given(st.text(max_size=2000))
+def test_parse_action_fuzz_returns_an_admissible_action_or_none(text):
+    assert parse_action(text, ADMISSIBLE) in ADMISSIBLE + [None]
+
+
+def test_prompt_shows_the_last_h_steps_and_the_admissible_actions():
+    history = [(f"obs {i}", f"act {i}") for i in range(1, 5)]
+    prompt = render_prompt("alfworld", "put a apple in fridge", history, "You arrive at fridge 1.", ADMISSIBLE)
+    assert "Your task is to: put a apple in fridge." in prompt
+    assert "You have taken 4 step(s) so far" in prompt
+    assert "[Observation 3: obs 3]\n[Action 3: act 3]" in prompt and "[Action 4: act 4]" in prompt
+    assert "obs 2" not in prompt and "act 1" not in prompt
+    assert "You are now at step 5. Current observation: You arrive at fridge 1." in prompt
+    assert "Admissible actions: ['go to cabinet 1', 'go to fridge 1', 'look', 'take apple 1 from countertop 1']" in prompt
+    assert "<think>" in prompt and "<action>" in prompt
+
+
+def test_prompt_without_history():
+    first = render_prompt("alfworld", "t", [], "start", ["look"])
+    assert "step(s) so far" not in first and "You are now at step 1." in first
+    no_window = render_prompt("alfworld", "t", [("a", "b")], "now", ["look"], history_length=0)
+    assert "[Observation" not in no_window and "You are now at step 2." in no_window
+
+
+def test_prompt_rejects_bad_settings():
+    with pytest.raises(ValueError, match="env_name"):
+        render_prompt("minecraft", "t", [], "o", [])
+    with pytest.raises(ValueError, match="history_length"):
+        render_prompt("alfworld", "t", [], "o", [], history_length=-1)
