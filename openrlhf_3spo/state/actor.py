@@ -1,0 +1,267 @@
+"""The state-score table as a named Ray actor, reachable from the rollout actors and the trainer.
+
+Lagged statistics (DESIGN.md): reads name a snapshot version, and scores stay fixed for that version;
+`record` stages finished trajectories, and `advance` applies them and starts the next version. Every
+call is batched (one call per decision point or per batch). With `snapshot_dir`, each advance writes a
+snapshot there and a one-line journal entry per record call; a restarted actor reloads the snapshot
+and reports how many recorded trajectories it lost.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import zlib
+
+import numpy as np
+import ray
+
+from openrlhf_3spo.algo import StateTable, adaptive_n
+from openrlhf_3spo.state.snapshot import FILE_NAME, load_snapshot, save_snapshot
+
+logger = logging.getLogger(__name__)
+JOURNAL = "journal.txt"
+
+
+def pair_digest(state_key: str, action: str) -> bytes:
+    return hashlib.blake2b(f"{state_key}\x00{action}".encode("utf-8"), digest_size=16).digest()
+
+
+class StateScoreActor:
+    """Owns one StateTable (or one shard of it). Wrap with ray.remote; see `create_state_actors`."""
+
+    def __init__(self, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6, g_max=8, snapshot_dir=None):
+        self.g_max = int(adaptive_n(1.0, g_max))  # validates g_max
+        self.snapshot_dir = snapshot_dir
+        self.table = StateTable(alpha, xi, zeta, eps)
+        self.version = 0
+        self.tried = set()
+        self.staged_keys, self.staged_won = [], []
+        self.received = 0  # trajectories received by record(), staged or applied
+        self.lost_records = 0
+        if snapshot_dir:
+            os.makedirs(snapshot_dir, exist_ok=True)
+            if os.path.exists(os.path.join(snapshot_dir, FILE_NAME)):
+                self._restore(snapshot_dir)
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def _check_version(self, version):
+        if version is not None and version != self.version:
+            raise ValueError(f"snapshot version {version} is not the current version {self.version}")
+
+    def lookup(self, keys, version=None):
+        """Score, adaptive n and N_total for many keys at one snapshot version."""
+        self._check_version(version)
+        scores = self.table.scores(keys)
+        return {"score": scores, "n": adaptive_n(scores, self.g_max), "n_total": self.table.n_total(keys)}
+
+    def current_version(self):
+        return self.version
+
+    def is_tried(self, pair_digests):
+        return [d in self.tried for d in pair_digests]
+
+    def mark_tried(self, pair_digests):
+        self.tried.update(pair_digests)
+
+    def stats(self):
+        state = self.table.state_dict()
+        scores = self.table.scores(state["keys"]) if state["keys"] else np.ones(0)
+        n = adaptive_n(scores, self.g_max)
+        return {
+            "version": self.version,
+            "t": self.table.t,
+            "unique_states": len(self.table),
+            "mean_score": float(scores.mean()) if len(scores) else 1.0,
+            "n_histogram": np.bincount(n, minlength=self.g_max + 1).tolist(),
+            "truncated_states": int((scores == 0).sum()),
+            "tried_pairs": len(self.tried),
+            "staged_trajectories": len(self.staged_keys),
+            "lost_records": self.lost_records,
+        }
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def record(self, trajectory_keys, won):
+        """Stages finished trajectories; they count from the next version on."""
+        if isinstance(trajectory_keys, (str, bytes)) or len(trajectory_keys) != len(won):
+            raise ValueError(
+                f"mismatched lengths: trajectory_keys has {len(trajectory_keys)} trajectories, won has {len(won)}"
+            )
+        if not all(isinstance(keys, (list, tuple)) and all(isinstance(k, str) for k in keys) for keys in trajectory_keys):
+            raise ValueError("trajectory_keys must be a list of lists of str")
+        self.staged_keys.extend(list(keys) for keys in trajectory_keys)
+        self.staged_won.extend(bool(w) for w in won)
+        self.received += len(won)
+        if self.snapshot_dir:
+            with open(os.path.join(self.snapshot_dir, JOURNAL), "a") as f:
+                f.write(f"{self.received}\n")
+
+    def advance(self):
+        """Applies the staged trajectories, starts the next version, and snapshots if configured."""
+        self.table.record(self.staged_keys, self.staged_won)
+        self.staged_keys, self.staged_won = [], []
+        self.version += 1
+        if self.snapshot_dir:
+            self.save(self.snapshot_dir)
+        return self.version
+
+    # ---- persistence ---------------------------------------------------------------------------
+
+    def save(self, directory):
+        """Snapshot of the applied table, t, version and tried pairs (staged records are not in it)."""
+        applied = self.received - len(self.staged_keys)
+        return save_snapshot(directory, self.table, {"version": self.version, "applied": applied}, self.tried)
+
+    def load(self, directory):
+        self.table, meta, self.tried = load_snapshot(directory)
+        self.version, self.received = meta["version"], meta["applied"]
+        self.staged_keys, self.staged_won = [], []
+
+    def content_hash(self):
+        """A digest of the applied table, t, version and tried pairs: equal tables give equal hashes."""
+        state = self.table.state_dict()
+        digest = hashlib.blake2b(digest_size=16)
+        order = np.argsort(np.array(state["keys"], dtype=object)) if state["keys"] else []
+        for i in order:
+            digest.update(f"{state['keys'][i]}:{state['n_total'][i]}:{state['n_success'][i]};".encode())
+        digest.update(f"t={state['t']};v={self.version};".encode())
+        for pair in sorted(self.tried):
+            digest.update(pair)
+        return digest.hexdigest()
+
+    def _restore(self, directory):
+        self.load(directory)
+        journal = os.path.join(directory, JOURNAL)
+        if os.path.exists(journal):
+            with open(journal) as f:
+                lines = f.read().split()
+            last = int(lines[-1]) if lines else 0
+            self.lost_records = max(0, last - self.received)
+            self.received = max(self.received, last)
+        if self.lost_records:
+            logger.warning(
+                "state-score actor restarted from %s: %d recorded trajectories since that snapshot were lost",
+                directory,
+                self.lost_records,
+            )
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    """Stable across processes and nodes (crc32, not the salted hash())."""
+    return zlib.crc32(key.encode("utf-8")) % num_shards
+
+
+class StateScores:
+    """Callers' handle on the table: one actor, or K shards by key hash with the same API."""
+
+    def __init__(self, actors):
+        self.actors = list(actors)
+
+    @classmethod
+    def create(cls, name, num_shards=1, snapshot_dir=None, **table_params):
+        """Starts (or finds) the named actors; Ray restarts a crashed one, which reloads its snapshot."""
+        if num_shards < 1:
+            raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        remote = ray.remote(StateScoreActor)
+        actors = []
+        for shard in range(num_shards):
+            shard_dir = os.path.join(snapshot_dir, f"shard-{shard}") if snapshot_dir else None
+            options = dict(name=f"{name}-shard{shard}", get_if_exists=True, max_restarts=-1, max_task_retries=3)
+            # num_cpus=0: bookkeeping only; SPREAD: shards land on different nodes
+            options.update(num_cpus=0, scheduling_strategy="SPREAD")
+            actors.append(remote.options(**options).remote(snapshot_dir=shard_dir, **table_params))
+        return cls(actors)
+
+    @classmethod
+    def connect(cls, name, num_shards=1):
+        """The handle of actors another process created (rollout actors, the trainer)."""
+        return cls([ray.get_actor(f"{name}-shard{shard}") for shard in range(num_shards)])
+
+    def _split(self, keys):
+        """Per shard: the positions of its keys in `keys`."""
+        if len(self.actors) == 1:
+            return [np.arange(len(keys))]
+        shard = np.fromiter((shard_of(k, len(self.actors)) for k in keys), dtype=np.int64, count=len(keys))
+        return [np.flatnonzero(shard == s) for s in range(len(self.actors))]
+
+    def _lookup_refs(self, keys, version):
+        parts = self._split(keys)
+        refs = [a.lookup.remote([keys[i] for i in idx], version) for a, idx in zip(self.actors, parts) if len(idx)]
+        return parts, refs
+
+    @staticmethod
+    def _merge(keys, parts, results):
+        merged = {"score": np.ones(len(keys)), "n": np.zeros(len(keys), np.int64), "n_total": np.zeros(len(keys), np.int64)}
+        for idx, result in zip([p for p in parts if len(p)], results):
+            for name in merged:
+                merged[name][idx] = result[name]
+        return merged
+
+    def lookup(self, keys, version=None):
+        parts, refs = self._lookup_refs(keys, version)
+        return self._merge(keys, parts, ray.get(refs))
+
+    async def lookup_async(self, keys, version=None):
+        """For code on an event loop (the rollout executors): awaits instead of blocking."""
+        parts, refs = self._lookup_refs(keys, version)
+        return self._merge(keys, parts, await asyncio.gather(*refs))
+
+    def record(self, trajectory_keys, won):
+        if isinstance(trajectory_keys, (str, bytes)) or len(trajectory_keys) != len(won):
+            raise ValueError(
+                f"mismatched lengths: trajectory_keys has {len(trajectory_keys)} trajectories, won has {len(won)}"
+            )
+        if len(self.actors) == 1:
+            return ray.get(self.actors[0].record.remote(trajectory_keys, won))
+        # every shard gets every trajectory (maybe with no keys of its own): t is global
+        per_shard = [[[] for _ in trajectory_keys] for _ in self.actors]
+        for i, keys in enumerate(trajectory_keys):
+            for k in keys:
+                per_shard[shard_of(k, len(self.actors))][i].append(k)
+        ray.get([a.record.remote(part, won) for a, part in zip(self.actors, per_shard)])
+
+    def advance(self):
+        versions = set(ray.get([a.advance.remote() for a in self.actors]))
+        if len(versions) != 1:
+            raise RuntimeError(f"state-score shards disagree on the version: {sorted(versions)}")
+        return versions.pop()
+
+    def _pair_shards(self, pairs):
+        return self._split([state_key for state_key, _ in pairs])
+
+    def mark_tried(self, pairs):
+        parts = self._pair_shards(pairs)
+        ray.get([a.mark_tried.remote([pair_digest(*pairs[i]) for i in idx]) for a, idx in zip(self.actors, parts) if len(idx)])
+
+    def is_tried(self, pairs):
+        parts = self._pair_shards(pairs)
+        refs = {s: self.actors[s].is_tried.remote([pair_digest(*pairs[i]) for i in idx]) for s, idx in enumerate(parts) if len(idx)}
+        tried = np.zeros(len(pairs), dtype=bool)
+        for shard, ref in refs.items():
+            tried[parts[shard]] = ray.get(ref)
+        return tried.tolist()
+
+    def stats(self):
+        shards = ray.get([a.stats.remote() for a in self.actors])
+        states = sum(s["unique_states"] for s in shards)
+        return {
+            "version": shards[0]["version"],
+            "t": shards[0]["t"],
+            "unique_states": states,
+            "mean_score": sum(s["mean_score"] * s["unique_states"] for s in shards) / states if states else 1.0,
+            "n_histogram": np.sum([s["n_histogram"] for s in shards], axis=0).tolist(),
+            "truncated_states": sum(s["truncated_states"] for s in shards),
+            "tried_pairs": sum(s["tried_pairs"] for s in shards),
+            "lost_records": sum(s["lost_records"] for s in shards),
+        }
+
+    def save(self, directory):
+        return ray.get([a.save.remote(os.path.join(directory, f"shard-{i}")) for i, a in enumerate(self.actors)])
+
+    def load(self, directory):
+        ray.get([a.load.remote(os.path.join(directory, f"shard-{i}")) for i, a in enumerate(self.actors)])
+
+    def content_hash(self):
+        return ray.get([a.content_hash.remote() for a in self.actors])

@@ -1,0 +1,122 @@
+"""Snapshots of a StateTable on disk: one compact .npz file, written atomically.
+
+A crash at any moment leaves the previous snapshot readable (write to a temporary file, fsync,
+rename). Keys that are 32 hex digits (the envs' state digests) are stored as 16 raw bytes; the zip
+container's CRCs catch corruption and truncation, which load reports as an error, never as an
+empty table.
+"""
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from openrlhf_3spo.algo import StateTable
+from openrlhf_3spo.algo.table import STATE_DICT_VERSION
+
+FORMAT_VERSION = 1
+FILE_NAME = "state_table.npz"
+
+
+def _digests_to_array(digests):
+    # uint8 rows, not numpy's "S16", which drops trailing zero bytes
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 16)
+
+
+def _array_to_digests(array):
+    raw = array.tobytes()
+    return [raw[i : i + 16] for i in range(0, len(raw), 16)]
+
+
+def _encode_keys(keys):
+    try:
+        raw = b"".join(bytes.fromhex(k) for k in keys)
+        if len(raw) == 16 * len(keys) and all(len(k) == 32 and k == k.lower() for k in keys):
+            return "hex16", _digests_to_array([raw])
+    except ValueError:
+        pass
+    blobs = [k.encode("utf-8") for k in keys]
+    offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
+    return "utf8", (np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets)
+
+
+def _decode_keys(encoding, arrays):
+    if encoding == "hex16":
+        text = arrays["keys"].tobytes().hex()
+        return [text[i : i + 32] for i in range(0, len(text), 32)]
+    blob, offsets = arrays["keys"].tobytes(), arrays["key_offsets"]
+    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+
+
+def save_snapshot(directory, table: StateTable, meta=None, tried=()):
+    """Writes directory/state_table.npz; `meta` (JSON-able) and `tried` (16-byte digests) ride along."""
+    state = table.state_dict()
+    encoding, keys = _encode_keys(state["keys"])
+    arrays = {"n_total": state["n_total"], "n_success": state["n_success"]}
+    if encoding == "hex16":
+        arrays["keys"] = keys
+    else:
+        arrays["keys"], arrays["key_offsets"] = keys
+    arrays["tried"] = _digests_to_array(sorted(tried))
+    header = {
+        "format_version": FORMAT_VERSION,
+        "key_encoding": encoding,
+        "t": state["t"],
+        "table": {"alpha": table.alpha, "xi": table.xi, "zeta": table.zeta, "eps": table.eps},
+        "meta": meta or {},
+    }
+    arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, FILE_NAME)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    for name in os.listdir(directory):  # temporaries of saves that were killed
+        if name.startswith(".tmp-") and name.endswith(".npz"):
+            os.unlink(os.path.join(directory, name))
+    return path
+
+
+def load_snapshot(directory):
+    """-> (StateTable, meta, tried digests). Raises ValueError naming the file for anything unreadable."""
+    path = os.path.join(directory, FILE_NAME)
+    if not os.path.exists(path):
+        raise ValueError(f"no state-table snapshot at {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with np.load(io.BytesIO(data)) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        header = json.loads(arrays["header"].tobytes().decode("utf-8"))
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"state-table snapshot {path} is corrupt or truncated ({error!r})") from None
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"state-table snapshot {path} has format version {header.get('format_version')!r}; "
+            f"this openrlhf-3spo reads version {FORMAT_VERSION}"
+        )
+    table = StateTable(**header["table"])
+    try:
+        table.load_state_dict(
+            {
+                "version": STATE_DICT_VERSION,
+                "keys": _decode_keys(header["key_encoding"], arrays),
+                "n_total": arrays["n_total"],
+                "n_success": arrays["n_success"],
+                "t": header["t"],
+            }
+        )
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"state-table snapshot {path} is inconsistent ({error})") from None
+    return table, header["meta"], set(_array_to_digests(arrays["tried"]))

@@ -1,0 +1,161 @@
+"""The state-score actor: lagged versions, batched calls, on a local Ray cluster with restarts and shards."""
+
+import hashlib
+import os
+import time
+
+import numpy as np
+import pytest
+import ray
+
+from openrlhf_3spo.state.actor import StateScoreActor, StateScores, shard_of
+
+
+def _key(i):
+    return hashlib.blake2b(str(i).encode(), digest_size=16).hexdigest()
+
+
+KEYS = [_key(i) for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-tests", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+# ---- the actor's logic, in process -------------------------------------------------------------
+
+
+def test_records_are_staged_until_advance():
+    actor = StateScoreActor(alpha=1.0, g_max=8)
+    before = actor.lookup(KEYS[:3], version=0)
+    assert before["score"].tolist() == [1.0, 1.0, 1.0] and before["n"].tolist() == [8, 8, 8]
+    actor.record([KEYS[:2], KEYS[1:3]], [True, False])
+    assert actor.lookup(KEYS[:3], version=0)["score"].tolist() == [1.0, 1.0, 1.0]  # same version, same scores
+    assert actor.advance() == 1
+    after = actor.lookup(KEYS[:3], version=1)
+    # t = 3, alpha = 1: key0 SR 1 -> 3^-1; key1 SR 1/2 -> 3^-0.5; key2 SR 0 -> 1
+    np.testing.assert_allclose(after["score"], [1 / 3, 3**-0.5, 1.0], rtol=1e-5)
+    assert after["n"].tolist() == [3, 5, 8] and after["n_total"].tolist() == [1, 2, 1]
+    with pytest.raises(ValueError, match="snapshot version 0 is not the current version 1"):
+        actor.lookup(KEYS[:3], version=0)
+
+
+def test_stats_and_tried_pairs():
+    actor = StateScoreActor(xi=1, g_max=4)
+    actor.record([[KEYS[0]], [KEYS[1]]], [False, True])
+    actor.advance()
+    stats = actor.stats()
+    assert stats["unique_states"] == 2 and stats["t"] == 3 and stats["truncated_states"] == 1
+    assert sum(stats["n_histogram"]) == 2 and stats["n_histogram"][0] == 1
+    actor.mark_tried([b"a" * 16])
+    assert actor.is_tried([b"a" * 16, b"b" * 16]) == [True, False]
+
+
+def test_bad_records_are_refused():
+    actor = StateScoreActor()
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        actor.record([KEYS[:2]], [True, False])
+    with pytest.raises(ValueError, match="lists of str"):
+        actor.record([[1, 2]], [True])
+    with pytest.raises(ValueError, match="g_max"):
+        StateScoreActor(g_max=0)
+
+
+# ---- on Ray ------------------------------------------------------------------------------------
+
+
+@ray.remote
+def _client_records(name, offset, rounds):
+    scores = StateScores.connect(name)
+    for r in range(rounds):
+        scores.record([[KEYS[offset], KEYS[20]], [KEYS[offset + 1]]], [r % 2 == 0, False])
+    return rounds * 2
+
+
+def test_concurrent_clients_lose_no_update(local_ray):
+    scores = StateScores.create("concurrent")
+    sent = ray.get([_client_records.remote("concurrent", 0, 50), _client_records.remote("concurrent", 2, 50)])
+    scores.advance()
+    got = scores.lookup([KEYS[0], KEYS[1], KEYS[2], KEYS[3], KEYS[20]])
+    assert got["n_total"].tolist() == [50, 50, 50, 50, 100]
+    assert scores.stats()["t"] == 1 + sum(sent)
+
+
+def test_snapshot_version_gates_reads(local_ray):
+    scores = StateScores.create("gating")
+    version = scores.advance()
+    first = scores.lookup(KEYS[:5], version)
+    ray.get(_client_records.remote("gating", 0, 3))  # records arrive mid-batch
+    np.testing.assert_array_equal(scores.lookup(KEYS[:5], version)["score"], first["score"])
+    new_version = scores.advance()
+    assert scores.lookup(KEYS[:1], new_version)["n_total"].tolist() == [3]
+    with pytest.raises(ValueError, match="is not the current version"):
+        scores.lookup(KEYS[:5], version)
+
+
+def test_killed_actor_comes_back_with_its_snapshot_and_reports_the_loss(local_ray, tmp_path):
+    scores = StateScores.create("restart", snapshot_dir=str(tmp_path))
+    scores.record([KEYS[:3], KEYS[2:5]], [True, False])
+    scores.advance()  # snapshot: 2 trajectories
+    saved_hash = scores.content_hash()
+    scores.record([KEYS[5:7]] * 4, [True] * 4)  # staged, never applied: lost in the crash
+    ray.kill(scores.actors[0], no_restart=False)
+    deadline = time.time() + 60
+    while True:
+        try:
+            stats = scores.stats()
+            break
+        except ray.exceptions.RayActorError:
+            assert time.time() < deadline, "actor did not restart"
+            time.sleep(0.5)
+    assert stats["lost_records"] == 4 and stats["t"] == 3 and stats["version"] == 1
+    assert scores.content_hash() == saved_hash
+    scores.record([KEYS[:1]], [True])  # training goes on
+    assert scores.advance() == 2 and scores.stats()["t"] == 4
+
+
+def test_resume_from_a_checkpoint_folder_gives_the_same_table(local_ray, tmp_path):
+    scores = StateScores.create("to-save")
+    for r in range(5):
+        scores.record([KEYS[r : r + 6], KEYS[10 + r : 12 + r]], [r % 2 == 0, True])
+        scores.advance()
+    scores.mark_tried([(KEYS[0], "go to fridge 1"), (KEYS[1], "look")])
+    ckpt = tmp_path / "ckpt" / "spo3_state"
+    scores.save(str(ckpt))
+    resumed = StateScores.create("resumed")
+    resumed.load(str(ckpt))
+    assert resumed.content_hash() == scores.content_hash()
+    assert resumed.stats()["t"] == scores.stats()["t"] == 11
+    assert resumed.is_tried([(KEYS[0], "go to fridge 1"), (KEYS[0], "look")]) == [True, False]
+
+
+def test_two_shards_score_like_one(local_ray):
+    one, two = StateScores.create("one-shard"), StateScores.create("two-shards", num_shards=2)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        trajectories = [list(rng.choice(KEYS, size=6)) for _ in range(5)]
+        won = [bool(w) for w in rng.random(5) < 0.4]
+        one.record(trajectories, won)
+        two.record(trajectories, won)
+        assert one.advance() == two.advance()
+    assert {shard_of(k, 2) for k in KEYS} == {0, 1}
+    a, b = one.lookup(KEYS), two.lookup(KEYS)
+    for name in ("score", "n", "n_total"):
+        np.testing.assert_array_equal(a[name], b[name])
+    s1, s2 = one.stats(), two.stats()
+    assert (s1["t"], s1["unique_states"], s1["n_histogram"]) == (s2["t"], s2["unique_states"], s2["n_histogram"])
+    two.mark_tried([(KEYS[0], "a"), (KEYS[1], "b")])
+    assert two.is_tried([(KEYS[1], "b"), (KEYS[0], "b"), (KEYS[0], "a")]) == [True, False, True]
+
+
+def test_async_lookup_matches(local_ray):
+    import asyncio
+
+    scores = StateScores.create("async", num_shards=2)
+    scores.record([KEYS[:4]], [True])
+    version = scores.advance()
+    got = asyncio.run(scores.lookup_async(KEYS[:6], version))
+    np.testing.assert_array_equal(got["score"], scores.lookup(KEYS[:6], version)["score"])
