@@ -1,5 +1,7 @@
 """StateTable: hand-worked traces of record/scores, state_dict round trips, bad input."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -8,6 +10,10 @@ from hypothesis import strategies as st
 from openrlhf_3spo.algo import StateTable, state_score
 
 EPS = 1e-6
+
+
+def _digest(text):
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def test_record_counts_distinct_keys_per_trajectory_and_advances_t():
@@ -69,8 +75,10 @@ def test_state_dict_round_trip():
     # mutating the restored table leaves the state dict (and the original) untouched
     restored.record([["a"]], [False])
     assert table.n_total(["a"]).tolist() == [1]
-    assert state["keys"] == ["a", "b", "c"]  # first-visit order, independent of hash seeds
-    assert state["n_total"].tolist() == [1, 2, 1]
+    # keys come back as their 128-bit digests, in digest order (independent of hash seeds)
+    by_key = dict(zip(state["keys"], state["n_total"].tolist()))
+    assert by_key == {_digest("a"): 1, _digest("b"): 2, _digest("c"): 1}
+    assert state["keys"] == sorted(by_key, key=lambda k: int(k[:16], 16))
 
 
 @pytest.mark.parametrize(
@@ -80,6 +88,7 @@ def test_state_dict_round_trip():
         (lambda s: s.update(version=99), "version"),
         (lambda s: s.update(keys=["a"]), "mismatched lengths"),
         (lambda s: s.update(keys=["a", "a", "b"]), "duplicate"),
+        (lambda s: s.update(keys=["a", _digest("a"), "b"]), "duplicate"),  # a key and its own digest
         (lambda s: s.update(n_success=np.array([5, 0, 0])), "n_success"),
         (lambda s: s.update(t=0), "t must be"),
     ],
@@ -99,6 +108,8 @@ def test_bad_arguments_name_the_cause():
         table.record([["a"], ["b"]], [True])
     with pytest.raises(ValueError, match="lists of str"):
         table.record([[1, 2]], [True])
+    with pytest.raises(ValueError, match="lists of str"):
+        table.record(["ab"], [True])
     with pytest.raises(ValueError, match="single str"):
         table.scores("abc")
     with pytest.raises(ValueError, match="alpha"):
@@ -119,3 +130,23 @@ def test_counts_stay_consistent(trajectories, won):
     assert n_total.tolist() == [sum(k in t for t in trajectories) for k in keys]
     assert table.t == len(trajectories) + 1
     assert np.all((0 <= table.scores(keys)) & (table.scores(keys) <= 1))
+
+
+def test_hex_digest_keys_are_their_own_digest_and_text_keys_are_hashed():
+    table = StateTable()
+    hex_key = "0f" * 15 + "00"  # trailing zero byte kept
+    table.record([[hex_key, "You see a fridge 1.", "ünïcode 🙂"]], [True])
+    assert sorted(table.state_dict()["keys"]) == sorted([hex_key, _digest("You see a fridge 1."), _digest("ünïcode 🙂")])
+    assert table.n_total([hex_key, "You see a fridge 1.", _digest("ünïcode 🙂"), "nope"]).tolist() == [1, 1, 1, 0]
+    # 32 characters that are not hex are text, not a digest
+    assert table.n_total(["zz" * 16]).tolist() == [0]
+
+
+def test_colliding_high_halves_are_told_apart():
+    table = StateTable()
+    same_hi = ["00" * 8 + "00" * 8, "00" * 8 + "11" * 8, "00" * 8 + "22" * 8, "ff" * 16]
+    table.record([same_hi[:2], same_hi[1:3]], [True, False])
+    assert table.n_total(same_hi).tolist() == [1, 2, 1, 0]
+    assert table.n_success(same_hi).tolist() == [1, 1, 0, 0]
+    table.record([[same_hi[3], same_hi[0]]], [True])
+    assert table.n_total(list(reversed(same_hi))).tolist() == [1, 1, 2, 2]

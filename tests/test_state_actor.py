@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import signal
 import time
 
 import numpy as np
@@ -102,15 +103,19 @@ def test_killed_actor_comes_back_with_its_snapshot_and_reports_the_loss(local_ra
     scores.advance()  # snapshot: 2 trajectories
     saved_hash = scores.content_hash()
     scores.record([KEYS[5:7]] * 4, [True] * 4)  # staged, never applied: lost in the crash
-    ray.kill(scores.actors[0], no_restart=False)
+    actor = scores.actors[0]
+    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+    os.kill(pid, signal.SIGKILL)
     deadline = time.time() + 60
     while True:
         try:
-            stats = scores.stats()
-            break
+            if ray.get(actor.__ray_call__.remote(lambda self: os.getpid())) != pid:
+                break
         except ray.exceptions.RayActorError:
-            assert time.time() < deadline, "actor did not restart"
-            time.sleep(0.5)
+            pass
+        assert time.time() < deadline, "actor did not restart"
+        time.sleep(0.5)
+    stats = scores.stats()
     assert stats["lost_records"] == 4 and stats["t"] == 3 and stats["version"] == 1
     assert scores.content_hash() == saved_hash
     scores.record([KEYS[:1]], [True])  # training goes on

@@ -40,11 +40,12 @@ def test_round_trip_keeps_everything(tmp_path):
     np.testing.assert_array_equal(loaded.n_success(keys), table.n_success(keys))
 
 
-def test_text_keys_round_trip(tmp_path):
+def test_text_keys_are_found_after_a_round_trip(tmp_path):
     table = StateTable()
-    table.record([["You see a fridge 1.", "ünïcode 🙂", "ABCDEF" * 6]], [True])
+    keys = ["You see a fridge 1.", "ünïcode 🙂", "ABCDEF" * 6]
+    table.record([keys], [True])
     save_snapshot(tmp_path, table)
-    assert load_snapshot(tmp_path)[0].state_dict()["keys"] == ["You see a fridge 1.", "ünïcode 🙂", "ABCDEF" * 6]
+    assert load_snapshot(tmp_path)[0].n_total(keys).tolist() == [1, 1, 1]
 
 
 def test_empty_table_round_trips(tmp_path):

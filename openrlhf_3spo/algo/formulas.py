@@ -68,11 +68,16 @@ def state_score(n_total, n_success, t, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6):
         raise ValueError(f"zeta must lie in [0, 1], got {zeta!r}")
     _check_positive("eps", eps, allow_zero=True)
 
+    return state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps)
+
+
+def state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps):
+    """Eq. 1 on arrays already known to be valid (the StateTable's own counts): the hot path."""
     success_rate = n_success / (n_total + eps)
-    score = np.maximum(np.exp(-alpha * np.log(t) * success_rate), _MIN_POSITIVE_SCORE)
-    truncated = (n_total - n_success >= xi) & (success_rate <= zeta)
-    score = np.where(truncated, 0.0, score)
-    return np.where(n_total == 0, 1.0, score)
+    score = np.asarray(np.maximum(np.exp(-alpha * np.log(t) * success_rate), _MIN_POSITIVE_SCORE))
+    score[(n_total - n_success >= xi) & (success_rate <= zeta)] = 0.0
+    score[n_total == 0] = 1.0
+    return score
 
 
 def novelty_weight(n_total, omega_k=0.1):

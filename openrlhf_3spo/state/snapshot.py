@@ -1,9 +1,8 @@
 """Snapshots of a StateTable on disk: one compact .npz file, written atomically.
 
 A crash at any moment leaves the previous snapshot readable (write to a temporary file, fsync,
-rename). Keys that are 32 hex digits (the envs' state digests) are stored as 16 raw bytes; the zip
-container's CRCs catch corruption and truncation, which load reports as an error, never as an
-empty table.
+rename). Keys (128-bit digests) are stored as 16 raw bytes; the zip container's CRCs catch
+corruption and truncation, which load reports as an error, never as an empty table.
 """
 
 import io
@@ -31,39 +30,14 @@ def _array_to_digests(array):
     return [raw[i : i + 16] for i in range(0, len(raw), 16)]
 
 
-def _encode_keys(keys):
-    try:
-        raw = b"".join(bytes.fromhex(k) for k in keys)
-        if len(raw) == 16 * len(keys) and all(len(k) == 32 and k == k.lower() for k in keys):
-            return "hex16", _digests_to_array([raw])
-    except ValueError:
-        pass
-    blobs = [k.encode("utf-8") for k in keys]
-    offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-    return "utf8", (np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets)
-
-
-def _decode_keys(encoding, arrays):
-    if encoding == "hex16":
-        text = arrays["keys"].tobytes().hex()
-        return [text[i : i + 32] for i in range(0, len(text), 32)]
-    blob, offsets = arrays["keys"].tobytes(), arrays["key_offsets"]
-    return [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
-
-
 def save_snapshot(directory, table: StateTable, meta=None, tried=()):
     """Writes directory/state_table.npz; `meta` (JSON-able) and `tried` (16-byte digests) ride along."""
     state = table.state_dict()
-    encoding, keys = _encode_keys(state["keys"])
     arrays = {"n_total": state["n_total"], "n_success": state["n_success"]}
-    if encoding == "hex16":
-        arrays["keys"] = keys
-    else:
-        arrays["keys"], arrays["key_offsets"] = keys
+    arrays["keys"] = _digests_to_array([bytes.fromhex("".join(state["keys"]))])
     arrays["tried"] = _digests_to_array(sorted(tried))
     header = {
         "format_version": FORMAT_VERSION,
-        "key_encoding": encoding,
         "t": state["t"],
         "table": {"alpha": table.alpha, "xi": table.xi, "zeta": table.zeta, "eps": table.eps},
         "meta": meta or {},
@@ -111,7 +85,7 @@ def load_snapshot(directory):
         table.load_state_dict(
             {
                 "version": STATE_DICT_VERSION,
-                "keys": _decode_keys(header["key_encoding"], arrays),
+                "keys": [d.hex() for d in _array_to_digests(arrays["keys"])],
                 "n_total": arrays["n_total"],
                 "n_success": arrays["n_success"],
                 "t": header["t"],
