@@ -164,3 +164,39 @@ def test_async_lookup_matches(local_ray):
     version = scores.advance()
     got = asyncio.run(scores.lookup_async(KEYS[:6], version))
     np.testing.assert_array_equal(got["score"], scores.lookup(KEYS[:6], version)["score"])
+
+
+def test_table_is_saved_with_openrlhf_checkpoints_and_restored_on_resume(local_ray, tmp_path):
+    from types import SimpleNamespace
+
+    from openrlhf.trainer.ppo_trainer import BasePPOTrainer
+
+    from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks, state_dir
+
+    class Trainer(BasePPOTrainer):  # OpenRLHF's own save/resume code, hooks installed on a subclass
+        pass
+
+    tables = {"train": StateScores.create("ckpt-train"), "resumed": StateScores.create("ckpt-resumed")}
+    install_checkpoint_hooks(Trainer, lambda args: tables[args.run])
+
+    def trainer(run, load_enable):
+        t = Trainer.__new__(Trainer)
+        ckpt = SimpleNamespace(path=str(tmp_path), save_steps=2, load_enable=load_enable, best_metric_key="")
+        t.args = SimpleNamespace(run=run, ckpt=ckpt, logger=SimpleNamespace(logging_steps=1))
+        t.wandb_logger = t.tensorboard_logger = t.critic_model_group = None
+        t.actor_model_group = SimpleNamespace(async_run_method=lambda **kwargs: [])
+        t.best_eval_metric_key, t.best_eval_metric_value, t._latest_eval_metric_value = "", float("-inf"), None
+        return t
+
+    train = trainer("train", load_enable=False)
+    tables["train"].record([KEYS[:4], KEYS[3:9]], [True, False])
+    tables["train"].advance()
+    train.save_logs_and_checkpoints(global_step=1)  # not a save step
+    assert not os.path.exists(state_dir(train.args))
+    train.save_logs_and_checkpoints(global_step=2)
+    assert os.path.exists(os.path.join(state_dir(train.args), "shard-0", "state_table.npz"))
+
+    states = trainer("resumed", load_enable=True).init_checkpoint_states()
+    assert states["global_step"] == 0  # OpenRLHF's own resume state, untouched
+    assert tables["resumed"].content_hash() == tables["train"].content_hash()
+    assert tables["resumed"].stats()["t"] == 3

@@ -1,0 +1,1 @@
+"""Everything that touches OpenRLHF: registration, CLI, experience maker, samples generator, checkpoints."""
