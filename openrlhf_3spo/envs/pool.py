@@ -98,3 +98,27 @@ class RemoteEnv:
 
     def __del__(self):
         self.close()
+
+
+class LocalEnv:
+    """The async interface of RemoteEnv over an env in this process (tests, the CPU demo).
+    Its calls block: use it where nothing else shares the event loop."""
+
+    def __init__(self, env):
+        self.env = env
+
+    async def reset(self):
+        return self.env.reset()
+
+    async def step(self, action: str):
+        return self.env.step(action)
+
+    async def get(self, attribute: str):
+        return getattr(self.env, attribute)
+
+    async def fork(self) -> "LocalEnv":
+        return LocalEnv(self.env.fork())
+
+    def close(self):
+        if hasattr(self.env, "close"):
+            self.env.close()

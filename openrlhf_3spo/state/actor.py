@@ -228,20 +228,35 @@ class StateScores:
             raise RuntimeError(f"state-score shards disagree on the version: {sorted(versions)}")
         return versions.pop()
 
-    def _pair_shards(self, pairs):
-        return self._split([state_key for state_key, _ in pairs])
+    def _pair_calls(self, method, pairs):
+        """(positions, ref) per shard holding some of the (state key, action) pairs."""
+        parts = self._split([state_key for state_key, _ in pairs])
+        return [
+            (idx, getattr(self.actors[s], method).remote([pair_digest(*pairs[i]) for i in idx]))
+            for s, idx in enumerate(parts)
+            if len(idx)
+        ]
+
+    @staticmethod
+    def _merge_tried(n, calls, results):
+        tried = np.zeros(n, dtype=bool)
+        for (idx, _), result in zip(calls, results):
+            tried[idx] = result
+        return tried.tolist()
 
     def mark_tried(self, pairs):
-        parts = self._pair_shards(pairs)
-        ray.get([a.mark_tried.remote([pair_digest(*pairs[i]) for i in idx]) for a, idx in zip(self.actors, parts) if len(idx)])
+        ray.get([ref for _, ref in self._pair_calls("mark_tried", pairs)])
+
+    async def mark_tried_async(self, pairs):
+        await asyncio.gather(*(ref for _, ref in self._pair_calls("mark_tried", pairs)))
 
     def is_tried(self, pairs):
-        parts = self._pair_shards(pairs)
-        refs = {s: self.actors[s].is_tried.remote([pair_digest(*pairs[i]) for i in idx]) for s, idx in enumerate(parts) if len(idx)}
-        tried = np.zeros(len(pairs), dtype=bool)
-        for shard, ref in refs.items():
-            tried[parts[shard]] = ray.get(ref)
-        return tried.tolist()
+        calls = self._pair_calls("is_tried", pairs)
+        return self._merge_tried(len(pairs), calls, ray.get([ref for _, ref in calls]))
+
+    async def is_tried_async(self, pairs):
+        calls = self._pair_calls("is_tried", pairs)
+        return self._merge_tried(len(pairs), calls, await asyncio.gather(*(ref for _, ref in calls)))
 
     def stats(self):
         shards = ray.get([a.stats.remote() for a in self.actors])
@@ -265,3 +280,31 @@ class StateScores:
 
     def content_hash(self):
         return ray.get([a.content_hash.remote() for a in self.actors])
+
+
+class LocalStateScores:
+    """StateScores' interface over one in-process actor: tests and the CPU demo, no Ray."""
+
+    def __init__(self, **table_params):
+        self.actor = StateScoreActor(**table_params)
+
+    def lookup(self, keys, version=None):
+        return self.actor.lookup(keys, version)
+
+    async def lookup_async(self, keys, version=None):
+        return self.actor.lookup(keys, version)
+
+    async def is_tried_async(self, pairs):
+        return self.actor.is_tried([pair_digest(*p) for p in pairs])
+
+    async def mark_tried_async(self, pairs):
+        self.actor.mark_tried([pair_digest(*p) for p in pairs])
+
+    def record(self, trajectory_keys, won):
+        self.actor.record(trajectory_keys, won)
+
+    def advance(self):
+        return self.actor.advance()
+
+    def stats(self):
+        return self.actor.stats()

@@ -1,0 +1,171 @@
+"""The 3SPO executor on the corridor env with a scripted engine: n rules, groups, ranking,
+backtracking, tried pairs, budget and truncation, against traces worked out by hand."""
+
+import asyncio
+import re
+from types import SimpleNamespace
+
+import pytest
+from vllm import SamplingParams
+
+from openrlhf_3spo.envs.base import state_digest
+from openrlhf_3spo.envs.corridor import CorridorEnv
+from openrlhf_3spo.envs.pool import LocalEnv
+from openrlhf_3spo.rollout.executor import SPO3Executor
+from openrlhf_3spo.state.actor import LocalStateScores
+
+
+def key(cell, task="corridor"):
+    return state_digest(task, str(cell))
+
+
+class ScriptedEngine:
+    """Answers each request from `script[cell]`: a list of outputs (text, or (text, finish_reason))."""
+
+    def __init__(self, tokenizer, script):
+        self.tokenizer, self.script, self.calls = tokenizer, script, []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        text = self.tokenizer.decode(prompt_token_ids)
+        cell = int(re.findall(r"cell (\d+)", text.split("Current observation:")[1])[0])
+        self.calls.append((cell, sampling_params.n, text))
+        outputs = []
+        for answer in self.script[cell][: sampling_params.n]:
+            answer, finish = answer if isinstance(answer, tuple) else (answer, "stop")
+            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            logprobs = [{t: SimpleNamespace(logprob=-0.25)} for t in ids] if sampling_params.logprobs is not None else None
+            outputs.append(SimpleNamespace(token_ids=ids, text=answer, finish_reason=finish, logprobs=logprobs))
+        return SimpleNamespace(outputs=outputs)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    import transformers
+
+    return transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def act(action):
+    return f"<think>...</think><action>{action}</action>"
+
+
+def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None):
+    async def make_env(label):
+        return LocalEnv(CorridorEnv(secret))
+
+    executor = SPO3Executor(make_env, scores, "alfworld")
+    engine = ScriptedEngine(tokenizer, script)
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=logprobs)
+    label = {"label": "corridor", "trajectories": budget}
+    out = asyncio.run(executor.execute("prompt", label, params, max_length, tokenizer, engine))
+    return out, engine
+
+
+def test_hand_worked_trace_with_groups_ranking_backtracking_and_tried_pairs(tokenizer):
+    """Corridor "ab", all states unseen: S = 1, n = ceil(2 * 1) = 2, w = 0.5 everywhere.
+    cell 0: "press b" stays (R = 0), "press a" moves on (R = 0.5 novelty)          -> group 0
+    cell 1: "press b" wins (R = 0.5 + 0.5 success), "press c" stays (R = 0)        -> group 1
+    trajectory 1 wins; budget 2 keeps one branch: the most recent, cell 1 after "press c".
+    cell 1 again: both pairs tried -> no group; the first candidate is taken, untrained, and wins."""
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
+    out, engine = run(tokenizer, script, scores, budget=2, logprobs=0)
+    assert [(c, n) for c, n, _ in engine.calls] == [(0, 2), (1, 2), (1, 2)]
+    samples = out["step_samples"]
+    assert [(s["action"], s["reward"], s["trained"]) for s in samples] == [
+        ("press b", 0.0, True),
+        ("press a", 0.5, True),
+        ("press b", 1.0, True),
+        ("press c", 0.0, True),
+        ("press b", 1.0, False),
+    ]
+    groups = [s["group_id"] for s in samples]
+    assert groups[0] == groups[1] != groups[2] == groups[3] != groups[4]
+    assert [s["state_key"] for s in samples] == [key(0), key(0), key(1), key(1), key(1)]
+    assert [(s["novel"], s["success"], s["invalid"]) for s in samples[:4]] == [
+        (False, False, False), (True, False, False), (True, True, False), (False, False, False)]
+    assert all(s["score"] == 1.0 and s["n"] == 2 and s["novelty_weight"] == 0.5 for s in samples)
+    assert out["trajectories"] == [
+        {"keys": [key(0), key(1), key(2)], "won": True},
+        {"keys": [key(0), key(1), key(1), key(2)], "won": True},
+    ]
+    assert out["truncated_trajectories"] == 0
+    # token ids: the context decodes to the prompt the engine saw, the action ids to the answer
+    first = samples[1]
+    assert tokenizer.decode(first["context_ids"]) == engine.calls[0][2]
+    assert tokenizer.decode(first["action_ids"]) == act("press a")
+    assert first["logprobs"] == [-0.25] * len(first["action_ids"])
+    assert "Current observation: You are in cell 0 of 2." in engine.calls[0][2]
+    # backtracking resumed from the branch's own history
+    assert "[Action 2: press c]" in engine.calls[2][2]
+
+
+def test_budget_one_leaves_no_branch_and_records_scores_after_advance(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press a"), act("press c")], 1: [act("press b"), act("press a")]}
+    out, engine = run(tokenizer, script, scores, budget=1)
+    assert len(engine.calls) == 2 and len(out["trajectories"]) == 1
+    scores.record([t["keys"] for t in out["trajectories"]], [t["won"] for t in out["trajectories"]])
+    scores.advance()
+    # t = 2, alpha = 1: the won states score 2^-(1/1.000001) = 0.50000035 -> n = ceil(1.0000007) = 2
+    looked = scores.lookup([key(0), key(1), key(2)])
+    assert looked["score"].tolist() == pytest.approx([2 ** -(1 / 1.000001)] * 3, rel=1e-12)
+    assert looked["n"].tolist() == [2, 2, 2] and looked["n_total"].tolist() == [1, 1, 1]
+
+
+def test_n_is_one_in_solved_states_and_zero_in_written_off_ones(tokenizer):
+    scores = LocalStateScores(alpha=50.0, xi=2, g_max=8)
+    scores.record([[key(0), key(1), key(2)]] * 3, [True] * 3)  # t = 4: S = 4^-50 -> n = 1 at cells 0 and 1
+    scores.advance()
+    script = {0: [act("press a")], 1: [act("press b")]}
+    out, engine = run(tokenizer, script, scores, budget=1)
+    assert [(c, n) for c, n, _ in engine.calls] == [(0, 1), (1, 1)]
+    assert [s["trained"] for s in out["step_samples"]] == [False, False]
+    assert out["trajectories"] == [{"keys": [key(0), key(1), key(2)], "won": True}]
+
+    dead = LocalStateScores(xi=2)
+    dead.record([[key(0)]] * 2, [False, False])  # N_fail = 2 >= xi, SR = 0: S = 0, n = 0
+    dead.advance()
+    out, engine = run(tokenizer, script, dead, budget=3)
+    assert engine.calls == [] and out["trajectories"] == [] and out["truncated_trajectories"] == 1
+
+
+def test_duplicates_in_a_group_are_skipped_and_cut_off_outputs_are_invalid(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=4)
+    script = {
+        0: [act("press a"), act("press a"), (act("press c"), "length"), "no tag at all"],
+        1: [act("press b")] * 4,
+    }
+    out, engine = run(tokenizer, script, scores, budget=1)
+    at_0 = [s for s in out["step_samples"] if s["state_key"] == key(0)]
+    # the second "press a" repeats a pair tried in this group; the cut-off and untagged outputs are invalid
+    assert [(s["action"], s["invalid"]) for s in at_0] == [("press a", False), ("", True), ("", True)]
+    assert [s["reward"] for s in at_0] == pytest.approx([0.5, -0.1, -0.1])
+    at_1 = [s for s in out["step_samples"] if s["state_key"] == key(1)]
+    assert len(at_1) == 1 and not at_1[0]["trained"]  # four copies of one action: a group of one
+
+
+def test_long_history_is_cut_from_the_left_and_an_unfittable_context_truncates(tokenizer):
+    from openrlhf_3spo.envs.prompting import render_prompt
+
+    script = {0: [act("press c"), act("press a")], 1: [act("press b"), act("press b")]}
+    # at cell 1 (step 2) the history holds step 1; size the context to fit that prompt only without it
+    env = CorridorEnv("ab")
+    start = env.reset()
+    moved = env.step("press a")
+
+    def length(history_length):
+        text = render_prompt("alfworld", env.task, [(start.text, "press a")], moved.text, moved.admissible_actions, history_length)
+        messages = [{"role": "user", "content": text}]
+        return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+    assert length(0) < length(2)
+    out, engine = run(tokenizer, script, LocalStateScores(alpha=1.0, g_max=2), budget=1, max_length=length(0) + 32)
+    at_1 = [s for s in out["step_samples"] if s["state_key"] == key(1)]
+    text = tokenizer.decode(at_1[0]["context_ids"])
+    assert len(at_1[0]["context_ids"]) == length(0)
+    assert "[Observation" not in text and f"Current observation: {moved.text}" in text and "'press b'" in text
+    assert out["trajectories"][0]["won"]
+    # no room even for the task, the observation and the actions: the trajectory is truncated
+    out, engine = run(tokenizer, script, LocalStateScores(), budget=2, max_length=40)
+    assert engine.calls == [] and out["truncated_trajectories"] == 1 and out["trajectories"] == []
