@@ -1,6 +1,7 @@
 """Agent functions for OpenRLHF's --train.agent_func_path, one file per env and mode.
 
     alfworld_multiturn.py   ALFWorld in OpenRLHF's plain multi-turn mode (the GRPO baseline)
+    alfworld_3spo.py        ALFWorld with the 3SPO executor
 """
 
 import os

@@ -3,7 +3,9 @@ and chat rendering of each step's prompt.
 
 Settings come from environment variables, since OpenRLHF builds `AgentExecutor()` without arguments:
 SPO3_ENV_WORKERS (env worker processes per rollout actor, default 4), SPO3_HISTORY_LENGTH (default 2),
-SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA.
+SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA; for 3SPO also SPO3_STATE_ACTOR (the state-score
+actors' name, default "spo3-state"), SPO3_SCORE_SHARDS (default 1), SPO3_OMEGA_K (default 0.1),
+SPO3_INVALID_PENALTY (default 0.1).
 """
 
 import functools
@@ -14,7 +16,15 @@ from openrlhf_3spo.envs.pool import EnvPool
 from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
 
 
-def _env_int(name, default):
+def env_float(name, default):
+    value = os.environ.get(name, "")
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise ValueError(f"${name} must be a number, got {value!r}") from None
+
+
+def env_int(name, default):
     value = os.environ.get(name, "")
     try:
         return int(value) if value else default
@@ -26,7 +36,7 @@ def make_env(label):
     """The TextEnv a dataset label names. Runs inside an env worker process."""
     info = json.loads(label) if isinstance(label, str) else label
     env_name = info.get("env") if isinstance(info, dict) else None
-    max_steps = _env_int("SPO3_MAX_STEPS", 0)
+    max_steps = env_int("SPO3_MAX_STEPS", 0)
     if env_name == "alfworld":
         from openrlhf_3spo.envs.alfworld import ALFWorldEnv, game_file_of
 
@@ -34,14 +44,19 @@ def make_env(label):
     raise ValueError(f"dataset label names no known env ('env': 'alfworld'): {str(label)[:200]!r}")
 
 
+async def make_remote_env(label):
+    """The labelled task's env, in this process's env worker pool."""
+    return await env_pool().create(make_env, label)
+
+
 @functools.cache
 def env_pool():
     """One pool per process (per vLLM rollout actor), shared by all its concurrent episodes."""
-    return EnvPool(_env_int("SPO3_ENV_WORKERS", 4))
+    return EnvPool(env_int("SPO3_ENV_WORKERS", 4))
 
 
 def history_length():
-    return _env_int("SPO3_HISTORY_LENGTH", HISTORY_LENGTH)
+    return env_int("SPO3_HISTORY_LENGTH", HISTORY_LENGTH)
 
 
 def user_turn(tokenizer, content):

