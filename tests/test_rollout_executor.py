@@ -87,7 +87,7 @@ def test_hand_worked_trace_with_groups_ranking_backtracking_and_tried_pairs(toke
     assert all(s["score"] == 1.0 and s["n"] == 2 and s["novelty_weight"] == 0.5 for s in samples)
     assert out["trajectories"] == [
         {"keys": [key(0), key(1), key(2)], "won": True},
-        {"keys": [key(0), key(1), key(1), key(2)], "won": True},
+        {"keys": [key(0), key(1), key(2)], "won": True},  # distinct keys: cell 1 was visited twice
     ]
     assert out["truncated_trajectories"] == 0
     # token ids: the context decodes to the prompt the engine saw, the action ids to the answer
@@ -169,3 +169,27 @@ def test_long_history_is_cut_from_the_left_and_an_unfittable_context_truncates(t
     # no room even for the task, the observation and the actions: the trajectory is truncated
     out, engine = run(tokenizer, script, LocalStateScores(), budget=2, max_length=40)
     assert engine.calls == [] and out["truncated_trajectories"] == 1 and out["trajectories"] == []
+
+
+def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")], 2: [act("press a")] * 2}
+
+    async def make_env(label):
+        return LocalEnv(CorridorEnv(label, task_id=f"corridor-{label}"))
+
+    executor = SPO3Executor(make_env, scores, "alfworld")
+    engine = ScriptedEngine(tokenizer, script)
+    params = SamplingParams(max_tokens=32)
+
+    async def main():
+        return await asyncio.gather(
+            *(executor.execute("p", {"label": s, "trajectories": 1}, params, 4096, tokenizer, engine) for s in ("ab", "aba"))
+        )
+
+    short, long = asyncio.run(main())
+    assert short["trajectories"] == [{"keys": [key(c, "corridor-ab") for c in range(3)], "won": True}]
+    assert long["trajectories"] == [{"keys": [key(c, "corridor-aba") for c in range(4)], "won": True}]
+    groups_short = {s["group_id"] for s in short["step_samples"]}
+    groups_long = {s["group_id"] for s in long["step_samples"]}
+    assert len(groups_short) == 2 and len(groups_long) == 3 and not groups_short & groups_long

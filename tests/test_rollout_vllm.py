@@ -2,40 +2,17 @@
 model) generates, ALFWorld runs in the env worker pool, scores come from the state-score actor on Ray."""
 
 import asyncio
-import copy
-import uuid
 
 import pytest
 import ray
 
 from openrlhf_3spo.agents import agent_file
+from openrlhf_3spo.demo.engine import VLLMEngine
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, dataset_rows, game_file_of
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 from openrlhf_3spo.state.actor import StateScores
 
 G_MAX = 3
-
-
-class VLLMEngine:
-    """What OpenRLHF's RolloutRayActor.generate does, over an in-process AsyncLLMEngine."""
-
-    def __init__(self, model_dir):
-        import vllm
-
-        args = vllm.AsyncEngineArgs(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, seed=0)
-        self.llm = vllm.AsyncLLMEngine.from_engine_args(args)
-        self.requests = []
-
-    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
-        from vllm.inputs import TokensPrompt
-
-        self.requests.append(sampling_params.n)
-        final = None
-        async for output in self.llm.generate(
-            TokensPrompt(prompt_token_ids=prompt_token_ids), copy.deepcopy(sampling_params), request_id=uuid.uuid4().hex
-        ):
-            final = output
-        return final
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +33,7 @@ def rollout(tiny_model_dir, monkeypatch_module):
     params = SamplingParams(temperature=1.0, max_tokens=24, logprobs=0, stop_token_ids=list(range(100, 5000)))
 
     async def main():
-        engine = VLLMEngine(tiny_model_dir)
+        engine = VLLMEngine(tiny_model_dir, max_model_len=1024)
         out = await executor.execute(row["input"], {"label": row["label"], "trajectories": 2}, params, 1024, tokenizer, engine)
         return out, engine.requests
 

@@ -90,7 +90,9 @@ class SPO3Executor(AgentExecutorBase):
             "prompt": prompt,
             "label": info["label"],
             "step_samples": [asdict(s) for s in rollout.samples],
-            "trajectories": [{"keys": p.keys, "won": bool(p.observation.won)} for p, cut in finished if not cut],
+            "trajectories": [
+                {"keys": list(dict.fromkeys(p.keys)), "won": bool(p.observation.won)} for p, cut in finished if not cut
+            ],
             "truncated_trajectories": sum(cut for _, cut in finished),
             "task": task,
         }

