@@ -9,6 +9,7 @@ Each part ends with one JSON line of results.
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import time
@@ -132,10 +133,16 @@ def alfworld(args):
         trained = sum(s["trained"] for o in outs for s in o["step_samples"])
         results["3spo"] = {"env_steps": steps, "trainable_samples": trained, "seconds": round(seconds, 1)}
 
+        # OpenRLHF's multi-turn executor sets max_tokens to the context left on the params it is given,
+        # and each Ray call gets its own copy of them: so does each episode here
         plain = _load_agent_executor(agent_file("alfworld", "multiturn"))
         start = time.perf_counter()
         outs = await asyncio.gather(
-            *(plain.execute(r["input"], r["label"], params, max_length, tokenizer, engine) for r in rows for _ in range(args.trajectories))
+            *(
+                plain.execute(r["input"], r["label"], copy.deepcopy(params), max_length, tokenizer, engine)
+                for r in rows
+                for _ in range(args.trajectories)
+            )
         )
         seconds = time.perf_counter() - start
         steps = sum(len(o["action_ranges"]) for o in outs)

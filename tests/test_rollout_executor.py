@@ -23,12 +23,13 @@ class ScriptedEngine:
     """Answers each request from `script[cell]`: a list of outputs (text, or (text, finish_reason))."""
 
     def __init__(self, tokenizer, script):
-        self.tokenizer, self.script, self.calls = tokenizer, script, []
+        self.tokenizer, self.script, self.calls, self.max_tokens = tokenizer, script, [], []
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         text = self.tokenizer.decode(prompt_token_ids)
         cell = int(re.findall(r"cell (\d+)", text.split("Current observation:")[1])[0])
         self.calls.append((cell, sampling_params.n, text))
+        self.max_tokens.append(sampling_params.max_tokens)
         outputs = []
         for answer in self.script[cell][: sampling_params.n]:
             answer, finish = answer if isinstance(answer, tuple) else (answer, "stop")
@@ -193,3 +194,13 @@ def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
     groups_short = {s["group_id"] for s in short["step_samples"]}
     groups_long = {s["group_id"] for s in long["step_samples"]}
     assert len(groups_short) == 2 and len(groups_long) == 3 and not groups_short & groups_long
+
+
+def test_max_tokens_none_means_the_context_left(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press a")] * 2, 1: [act("press b")] * 2}
+    out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=None)
+    contexts = [s["context_ids"] for s in out["step_samples"]]
+    assert engine.max_tokens == [1000 - len(contexts[0]), 1000 - len(contexts[1])]
+    out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=20)
+    assert engine.max_tokens == [20, 20]

@@ -171,6 +171,8 @@ class _TaskRollout:
     async def _generate(self, context, n):
         params = copy.deepcopy(self.sampling_params)
         params.n = n
+        room = self.max_length - len(context)  # OpenRLHF's max_new_tokens may be None: the context left
+        params.max_tokens = min(params.max_tokens or room, room)
         # streamed (the default), vLLM's last output of an n-sample request holds only the samples
         # that finished last; FINAL_ONLY makes it hold all n
         params.output_kind = RequestOutputKind.FINAL_ONLY

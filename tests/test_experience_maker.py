@@ -1,0 +1,83 @@
+"""SPO3ExperienceMaker: 3SPO step-group advantages token by token, and OpenRLHF's own estimators untouched."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from openrlhf.trainer.ppo_utils.experience import Experience
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, SPO3ExperienceMaker
+
+EPS = 1e-6
+
+
+def _args(estimator, n_samples=2, adv_norm="mean_std"):
+    return SimpleNamespace(
+        algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator, gamma=1.0, lambd=1.0, no_std_norm=False)),
+        rollout=SimpleNamespace(n_samples_per_prompt=n_samples, max_new_tokens=8),
+        reward=SimpleNamespace(clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None),
+        data=SimpleNamespace(max_len=64),
+        spo3=SimpleNamespace(adv_norm=adv_norm),
+    )
+
+
+def _maker(cls, args, kl_coef=0.1):
+    maker = cls.__new__(cls)  # the advantage step needs no model groups
+    maker.strategy = SimpleNamespace(args=args)
+    maker.args, maker.advantage_estimator = args, args.algo.advantage.estimator
+    maker.kl_ctl = SimpleNamespace(value=kl_coef)
+    return maker
+
+
+def _experience(rewards, groups, action_mask, kl, index):
+    return Experience(
+        rewards=torch.tensor(rewards),
+        action_mask=torch.tensor(action_mask, dtype=torch.bool),
+        kl=torch.tensor(kl),
+        index=index,
+        info={GROUP_KEY: torch.tensor(groups)},
+    )
+
+
+def test_3spo_advantages_by_hand_token_by_token():
+    # two experiences: A holds steps a0 (group 0) and a1 (group 1, alone); B holds b0 (group 0)
+    a = _experience([1.0, 0.3], [0, 1], [[1, 1, 1, 0], [1, 1, 0, 0]], [[0.2, 0.0, 0.1, 0.0], [0.5, 0.5, 0.0, 0.0]], [0, 1])
+    b = _experience([0.0], [0], [[1, 1, 0, 0]], [[0.0, 0.3, 0.0, 0.0]], [2])
+    _maker(SPO3ExperienceMaker, _args("3spo")).compute_advantages_and_returns([a, b])
+    # group 0 = {1.0, 0.0}: mean 0.5, unbiased std sqrt(0.25 + 0.25) = 0.70710678 -> +-0.5 / (0.70710678 + 1e-6)
+    adv = 0.5 / (0.5**0.5 + EPS)  # 0.70710578
+    # a0: reward at its last action token (2), -0.1 * kl per token: [-0.02, 0, adv - 0.01, 0]; summed back
+    expected_a0 = [adv - 0.03, adv - 0.01, adv - 0.01, 0.0]
+    # a1: alone in group 1 -> 0; only the KL terms: [-0.05, -0.05, 0, 0] summed back
+    expected_a1 = [-0.10, -0.05, 0.0, 0.0]
+    # b0: -adv at token 1, kl -0.03 at token 1
+    expected_b0 = [-adv - 0.03, -adv - 0.03, 0.0, 0.0]
+    torch.testing.assert_close(a.advantages, torch.tensor([expected_a0, expected_a1]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.advantages, torch.tensor([expected_b0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(a.returns, a.advantages)
+    torch.testing.assert_close(a.info["spo3_advantage"], torch.tensor([adv, 0.0]), atol=1e-6, rtol=0)
+    assert a.kl is None and b.kl is None
+
+
+def test_3spo_mean_norm_and_no_batch_whitening():
+    a = _experience([2.0, 1.0, 4.0], [5, 5, 9], [[1, 0], [1, 0], [1, 0]], [[0.0, 0.0]] * 3, [0, 1, 2])
+    b = _experience([0.0], [9], [[1, 0]], [[0.0, 0.0]], [3])
+    _maker(SPO3ExperienceMaker, _args("3spo", adv_norm="mean"), kl_coef=0.0).compute_advantages_and_returns([a, b])
+    # group 5: mean 1.5 -> [0.5, -0.5]; group 9: mean 2 -> [2, -2]; left as they are (no whitening)
+    assert a.advantages[:, 0].tolist() == [0.5, -0.5, 2.0] and b.advantages[:, 0].tolist() == [-2.0]
+
+
+@pytest.mark.parametrize("estimator", ["group_norm", "reinforce_baseline", "rloo", "reinforce"])
+def test_other_estimators_are_bit_identical_to_openrlhf(estimator):
+    torch.manual_seed(0)
+    batch = [
+        _experience(torch.randn(2).tolist(), [0, 0], [[1, 1, 1, 0], [1, 1, 0, 0]], torch.rand(2, 4).tolist(), [0, 1]),
+        _experience(torch.randn(2).tolist(), [1, 1], [[1, 0, 0, 0], [1, 1, 1, 1]], torch.rand(2, 4).tolist(), [3, 2]),
+    ]
+    ours, theirs = copy.deepcopy(batch), copy.deepcopy(batch)
+    _maker(SPO3ExperienceMaker, _args(estimator)).compute_advantages_and_returns(ours)
+    _maker(RemoteExperienceMaker, _args(estimator)).compute_advantages_and_returns(theirs)
+    for mine, reference in zip(ours, theirs):
+        assert torch.equal(mine.advantages, reference.advantages) and torch.equal(mine.returns, reference.returns)
