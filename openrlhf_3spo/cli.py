@@ -28,6 +28,7 @@ def _make_dataset(args):
 def build_parser():
     parser = argparse.ArgumentParser(prog="openrlhf-3spo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("train", help="OpenRLHF PPO training (train_ppo_ray flags) with --advantage_estimator 3spo")
     demo = commands.add_parser("demo", help="the CPU run: tabular 3SPO against GRPO on combination-lock corridors")
     demo.add_argument("--out", default="runs/demo", help="output folder (metrics.jsonl, curves.png, summary.json)")
     demo.add_argument("--iterations", type=int, default=40)
@@ -46,6 +47,11 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "train":  # every flag of OpenRLHF's train_ppo_ray, plus --spo3.*
+        from openrlhf_3spo.openrlhf.train import main as train
+
+        return train(argv[1:])
     args = build_parser().parse_args(argv)
     for name in ("iterations", "tasks"):
         if getattr(args, name, 1) < 1:

@@ -13,13 +13,24 @@ from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, SPO3ExperienceMak
 EPS = 1e-6
 
 
+@pytest.fixture(autouse=True)
+def local_table(monkeypatch):
+    """The run's state-score table, in process instead of on Ray."""
+    import openrlhf_3spo.openrlhf.register as register
+    from openrlhf_3spo.state.actor import LocalStateScores
+
+    table = LocalStateScores()
+    monkeypatch.setattr(register, "_connect", lambda name, shards: table)
+    return table
+
+
 def _args(estimator, n_samples=2, adv_norm="mean_std"):
     return SimpleNamespace(
         algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator, gamma=1.0, lambd=1.0, no_std_norm=False)),
         rollout=SimpleNamespace(n_samples_per_prompt=n_samples, max_new_tokens=8),
         reward=SimpleNamespace(clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None),
         data=SimpleNamespace(max_len=64),
-        spo3=SimpleNamespace(adv_norm=adv_norm),
+        spo3=SimpleNamespace(adv_norm=adv_norm, state_actor="unit-test", score_shards=1),
     )
 
 
@@ -41,7 +52,7 @@ def _experience(rewards, groups, action_mask, kl, index):
     )
 
 
-def test_3spo_advantages_by_hand_token_by_token():
+def test_3spo_advantages_by_hand_token_by_token(local_table):
     # two experiences: A holds steps a0 (group 0) and a1 (group 1, alone); B holds b0 (group 0)
     a = _experience([1.0, 0.3], [0, 1], [[1, 1, 1, 0], [1, 1, 0, 0]], [[0.2, 0.0, 0.1, 0.0], [0.5, 0.5, 0.0, 0.0]], [0, 1])
     b = _experience([0.0], [0], [[1, 1, 0, 0]], [[0.0, 0.3, 0.0, 0.0]], [2])
@@ -59,6 +70,7 @@ def test_3spo_advantages_by_hand_token_by_token():
     torch.testing.assert_close(a.returns, a.advantages)
     torch.testing.assert_close(a.info["spo3_advantage"], torch.tensor([adv, 0.0]), atol=1e-6, rtol=0)
     assert a.kl is None and b.kl is None
+    assert local_table.current_version() == 1  # the batch is done: the table's next version starts
 
 
 def test_3spo_mean_norm_and_no_batch_whitening():
@@ -70,7 +82,7 @@ def test_3spo_mean_norm_and_no_batch_whitening():
 
 
 @pytest.mark.parametrize("estimator", ["group_norm", "reinforce_baseline", "rloo", "reinforce"])
-def test_other_estimators_are_bit_identical_to_openrlhf(estimator):
+def test_other_estimators_are_bit_identical_to_openrlhf(estimator, local_table):
     torch.manual_seed(0)
     batch = [
         _experience(torch.randn(2).tolist(), [0, 0], [[1, 1, 1, 0], [1, 1, 0, 0]], torch.rand(2, 4).tolist(), [0, 1]),
@@ -81,3 +93,28 @@ def test_other_estimators_are_bit_identical_to_openrlhf(estimator):
     _maker(RemoteExperienceMaker, _args(estimator)).compute_advantages_and_returns(theirs)
     for mine, reference in zip(ours, theirs):
         assert torch.equal(mine.advantages, reference.advantages) and torch.equal(mine.returns, reference.returns)
+    assert local_table.current_version() == 0
+
+
+def test_3spo_metrics_reach_openrlhfs_status_dict(local_table):
+    from openrlhf.trainer.ppo_trainer import BasePPOTrainer
+
+    from openrlhf_3spo.openrlhf.register import _add_metrics
+
+    class Trainer(BasePPOTrainer):
+        def train_step(self, rollout_samples, global_step):  # stands for OpenRLHF's PPO step
+            return {"policy_loss": 0.5}, global_step + 1
+
+    _add_metrics(Trainer)
+    local_table.record([["k1", "k2"], ["k2"]], [True, False])
+    local_table.advance()
+    trainer = Trainer.__new__(Trainer)
+    trainer.args = _args("3spo")
+    trainer.samples_generator = SimpleNamespace(pop_stats=lambda: {"spo3/trained_step_fraction": 0.75})
+    status, step = trainer.train_step([], 4)
+    assert step == 5 and status["policy_loss"] == 0.5 and status["spo3/trained_step_fraction"] == 0.75
+    assert status["spo3/unique_states"] == 2 and status["spo3/t"] == 3 and status["spo3/version"] == 1
+    # t = 3, alpha 50: k1 scores 3^-50, k2 3^-25: both n = ceil(8 * S) = 1
+    assert status["spo3/states_with_n_1"] == 2 and status["spo3/lost_records"] == 0
+    trainer.args = _args("group_norm")
+    assert trainer.train_step([], 4)[0] == {"policy_loss": 0.5}

@@ -50,11 +50,11 @@ def act(action):
     return f"<think>...</think><action>{action}</action>"
 
 
-def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None):
+def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None, state_key="env"):
     async def make_env(label):
         return LocalEnv(CorridorEnv(secret))
 
-    executor = SPO3Executor(make_env, scores, "alfworld")
+    executor = SPO3Executor(make_env, scores, "alfworld", state_key=state_key)
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=logprobs)
     label = {"label": "corridor", "trajectories": budget}
@@ -204,3 +204,20 @@ def test_max_tokens_none_means_the_context_left(tokenizer):
     assert engine.max_tokens == [1000 - len(contexts[0]), 1000 - len(contexts[1])]
     out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=20)
     assert engine.max_tokens == [20, 20]
+
+
+def test_unknown_state_key_mode_is_refused():
+    with pytest.raises(ValueError, match="state_key"):
+        SPO3Executor(None, None, "alfworld", state_key="pixels")
+
+
+def test_task_obs_keys_follow_the_text(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
+    out, _ = run(tokenizer, script, scores, budget=1, state_key="task_obs")
+    # "press b" at cell 0 answers "Click. You are still in cell 0.": a new text, so a novel key, tied
+    # with "press a" (both R = 0.5); the tie goes to the first sample, then cell 0 -> 1 -> 2
+    texts = ["You are in cell 0 of 2.", "Click. You are still in cell 0.", "A door opens. You are in cell 1 of 2.",
+             "A door opens. You are in cell 2 of 2."]
+    assert out["trajectories"] == [{"keys": [state_digest("corridor", t) for t in texts], "won": True}]
+    assert [s["reward"] for s in out["step_samples"][:2]] == [0.5, 0.5] and out["step_samples"][0]["novel"]

@@ -89,5 +89,36 @@ def test_finished_trajectories_are_reported_for_recording(rollout):
     assert out["label"] == row["label"] and out["truncated_trajectories"] == 0
     assert 1 <= len(out["trajectories"]) <= 2
     for trajectory in out["trajectories"]:
-        assert len(trajectory["keys"]) == 3 and trajectory["won"] is False  # 2 steps, a random model
+        keys = trajectory["keys"]  # distinct keys of 2 steps by a random model (invalid actions keep the state)
+        assert 1 <= len(keys) <= 3 and len(set(keys)) == len(keys) and trajectory["won"] is False
 
+
+
+def test_samples_generator_turns_the_executor_output_into_step_experiences(rollout):
+    from types import SimpleNamespace
+
+    from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY
+    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator, group_number
+    from openrlhf_3spo.state.actor import LocalStateScores
+
+    out, _, _, _ = rollout
+    generator = SPO3SamplesGenerator.__new__(SPO3SamplesGenerator)
+    generator.args = SimpleNamespace(algo=SimpleNamespace(advantage=SimpleNamespace(estimator="3spo")))  # no __init__
+    generator.state_scores, generator.spo3_stats = LocalStateScores(), {}
+    experiences = generator._process_response_into_experience(out, max_len=1024)
+    trained = [s for s in out["step_samples"] if s["trained"]]
+    assert len(experiences) == len(trained) > 0
+    for experience, step in zip(experiences, trained):
+        sequence = experience.sequences[0]
+        assert sequence.tolist() == step["context_ids"] + step["action_ids"]
+        # action_mask[i] marks the token at position i + 1: exactly the action's tokens
+        assert sequence[1:][experience.action_mask[0].bool()].tolist() == step["action_ids"]
+        assert experience.rollout_log_probs[0][experience.action_mask[0].bool()].tolist() == pytest.approx(step["logprobs"])
+        assert experience.rewards.tolist() == [pytest.approx(step["reward"])]
+        assert experience.info[GROUP_KEY].tolist() == [group_number(step["group_id"])]
+        assert experience.info["n"].tolist() == [G_MAX] and experience.truncated.tolist() == [step["cut_off"]]
+    # the finished trajectories are staged in the table: they count from the next version on
+    assert generator.state_scores.stats()["staged_trajectories"] == len(out["trajectories"])
+    metrics = generator.pop_stats()
+    assert metrics["spo3/trained_step_fraction"] == len(trained) / len(out["step_samples"])
+    assert metrics[f"spo3/steps_with_n_{G_MAX}"] == 1.0

@@ -20,6 +20,7 @@ class AgentExecutor(SPO3Executor):
             history_length(),
             omega_k=env_float("SPO3_OMEGA_K", 0.1),
             invalid_penalty=env_float("SPO3_INVALID_PENALTY", 0.1),
+            state_key=os.environ.get("SPO3_STATE_KEY", "env"),
         )
 
     async def execute(self, *args, **kwargs):

@@ -16,6 +16,15 @@ GROUP_KEY = "spo3_group"  # Experience.info key: the step's group id (an integer
 
 
 class SPO3ExperienceMaker(RemoteExperienceMaker):
+    """Once a batch's advantages are computed, the state-score table starts its next version (the
+    samples generator staged the batch's trajectories)."""
+
+    @property
+    def state_scores(self):
+        from openrlhf_3spo.openrlhf.register import state_scores_for
+
+        return state_scores_for(self.strategy.args)
+
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
         args = self.strategy.args
@@ -41,4 +50,7 @@ class SPO3ExperienceMaker(RemoteExperienceMaker):
             experience.info["return"] = reward.sum(dim=-1)
             experience.info["spo3_advantage"] = advantage.to(experience.rewards)
             experience.kl = None
+        scores = self.state_scores
+        if scores is not None:
+            scores.advance()
         return experiences

@@ -12,6 +12,7 @@ tried before, in this batch or earlier, are skipped.
 
 import asyncio
 import copy
+import dataclasses
 import uuid
 from dataclasses import asdict, dataclass, field
 
@@ -20,6 +21,7 @@ from openrlhf.utils.agent import AgentExecutorBase
 from vllm.sampling_params import RequestOutputKind
 
 from openrlhf_3spo.algo import novelty_weight, step_reward
+from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
 
 
@@ -61,9 +63,16 @@ class Path:
 class SPO3Executor(AgentExecutorBase):
     """`make_env(label)` -> an async env (RemoteEnv, LocalEnv); `scores`: StateScores or LocalStateScores."""
 
-    def __init__(self, make_env, scores, env_name, history_length=HISTORY_LENGTH, omega_k=0.1, invalid_penalty=0.1):
+    STATE_KEYS = ("env", "task_obs", "obs")
+
+    def __init__(
+        self, make_env, scores, env_name, history_length=HISTORY_LENGTH, omega_k=0.1, invalid_penalty=0.1, state_key="env"
+    ):
+        if state_key not in self.STATE_KEYS:
+            raise ValueError(f"state_key must be one of {self.STATE_KEYS}, got {state_key!r}")
         self.make_env, self.scores, self.env_name = make_env, scores, env_name
         self.history_length, self.omega_k, self.invalid_penalty = history_length, omega_k, invalid_penalty
+        self.state_key = state_key
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: the dataset label, or {"label": ..., "trajectories": B, "version": v} from the
@@ -73,9 +82,10 @@ class SPO3Executor(AgentExecutorBase):
         if budget < 1:
             raise ValueError(f"trajectory budget must be >= 1, got {budget}")
         env = await self.make_env(info["label"])
-        first = await env.reset()
-        task = await env.get("task")
-        rollout = _TaskRollout(self, task, version, sampling_params, max_length, hf_tokenizer, llm_engine)
+        observation = await env.reset()  # envs know their task text after reset
+        task, task_id = await env.get("task"), await env.get("task_id")
+        rollout = _TaskRollout(self, task, task_id, version, sampling_params, max_length, hf_tokenizer, llm_engine)
+        first = rollout.keyed(observation)
         stack, finished = [], []
         path = Path(env, first, keys=[first.state_key])
         while True:
@@ -101,8 +111,8 @@ class SPO3Executor(AgentExecutorBase):
 class _TaskRollout:
     """The work of one execute() call: decision points, groups, and the step samples they yield."""
 
-    def __init__(self, executor, task, version, sampling_params, max_length, tokenizer, engine):
-        self.x, self.task, self.version = executor, task, version
+    def __init__(self, executor, task, task_id, version, sampling_params, max_length, tokenizer, engine):
+        self.x, self.task, self.task_id, self.version = executor, task, task_id, version
         self.sampling_params, self.max_length, self.tokenizer, self.engine = sampling_params, max_length, tokenizer, engine
         self.uid, self.groups, self.samples = uuid.uuid4().hex[:12], 0, []
 
@@ -126,7 +136,7 @@ class _TaskRollout:
             else:
                 trained = True
             envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in members[1:])))
-            observations = await asyncio.gather(*(e.step(actions[i]) for e, i in zip(envs, members)))
+            observations = [self.keyed(o) for o in await asyncio.gather(*(e.step(actions[i]) for e, i in zip(envs, members)))]
             after = await scores.lookup_async([o.state_key for o in observations], self.version)
             rewards, parts = self._rewards(path.observation, score, n_total, after["score"], observations)
             group_id = f"{self.uid}/{self.groups}"
@@ -151,6 +161,14 @@ class _TaskRollout:
             path = path.advance(envs[best], actions[members[best]], observations[best])
         path.env.close()
         return path, False
+
+    def keyed(self, observation):
+        """The observation with the state key of --spo3.state_key: the env's own fingerprint, or a
+        digest of the observation text with (task_obs) or without (obs) the task id."""
+        if self.x.state_key == "env":
+            return observation
+        parts = (self.task_id, observation.text) if self.x.state_key == "task_obs" else (observation.text,)
+        return dataclasses.replace(observation, state_key=state_digest(*parts))
 
     def _context(self, path):
         """Token ids of this step's prompt; history dropped from the left until it fits, None if even

@@ -222,6 +222,9 @@ class StateScores:
                 per_shard[shard_of(k, len(self.actors))][i].append(k)
         ray.get([a.record.remote(part, won) for a, part in zip(self.actors, per_shard)])
 
+    def current_version(self):
+        return ray.get(self.actors[0].current_version.remote())
+
     def advance(self):
         versions = set(ray.get([a.advance.remote() for a in self.actors]))
         if len(versions) != 1:
@@ -305,6 +308,9 @@ class LocalStateScores:
 
     def advance(self):
         return self.actor.advance()
+
+    def current_version(self):
+        return self.actor.current_version()
 
     def stats(self):
         return self.actor.stats()

@@ -1,0 +1,76 @@
+"""Registers the plugin with OpenRLHF, in the driver and in every Ray worker.
+
+OpenRLHF's trainer, experience maker and samples generator live in Ray actor processes, so a change
+made in the driver does not reach them: Ray runs `register` in each worker first, through
+`runtime_env={"worker_process_setup_hook": ...}` (see `ray_runtime_env`). For `ray job submit` on an
+existing cluster, pass the same runtime env (README).
+"""
+
+import functools
+import os
+
+SETUP_HOOK = "openrlhf_3spo.openrlhf.register.register"
+
+
+def ray_runtime_env(env_vars=None):
+    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars, then ours."""
+    openrlhf_env = {
+        "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+        "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+    }
+    return {"env_vars": {**openrlhf_env, **(env_vars or {})}, "worker_process_setup_hook": SETUP_HOOK}
+
+
+def uses_3spo(args):
+    return args.algo.advantage.estimator == "3spo"
+
+
+@functools.cache
+def _connect(name, shards):
+    from openrlhf_3spo.state.actor import StateScores
+
+    return StateScores.connect(name, shards)
+
+
+def state_scores_for(args):
+    """The run's state-score actors (started by `openrlhf-3spo train`), or None without 3SPO."""
+    if not uses_3spo(args):
+        return None
+    return _connect(args.spo3.state_actor, args.spo3.score_shards)
+
+
+def register():
+    """Idempotent: OpenRLHF then builds 3SPO's experience maker and samples generator (both act as
+    OpenRLHF's own for every other estimator) and saves the state table with its checkpoints."""
+    import openrlhf.trainer.ppo_trainer as ppo_trainer
+
+    if getattr(ppo_trainer, "SPO3_REGISTERED", False):
+        return
+    from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks
+    from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
+    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
+
+    ppo_trainer.RemoteExperienceMaker = SPO3ExperienceMaker
+    ppo_trainer.SamplesGenerator = SPO3SamplesGenerator
+    install_checkpoint_hooks(ppo_trainer.BasePPOTrainer, state_scores_for)
+    _add_metrics(ppo_trainer.BasePPOTrainer)
+    ppo_trainer.SPO3_REGISTERED = True
+
+
+def _add_metrics(trainer_cls):
+    """3SPO's internals go into the status dict that OpenRLHF logs to wandb and tensorboard."""
+    train_step = trainer_cls.train_step
+
+    @functools.wraps(train_step)
+    def wrapped(self, rollout_samples, global_step):
+        status, next_step = train_step(self, rollout_samples, global_step)
+        scores = state_scores_for(self.args)
+        if scores is not None:
+            status.update(self.samples_generator.pop_stats())
+            table = scores.stats()
+            status.update({f"spo3/{k}": v for k, v in table.items() if isinstance(v, (int, float))})
+            status.update({f"spo3/states_with_n_{n}": c for n, c in enumerate(table["n_histogram"])})
+        return status, next_step
+
+    trainer_cls.train_step = wrapped

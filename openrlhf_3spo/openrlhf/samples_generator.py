@@ -1,0 +1,124 @@
+"""SamplesGenerator for 3SPO: one Experience per trained step sample.
+
+The 3SPO executor returns a whole task per call: its step samples and finished trajectories. Each
+trained step becomes a single-turn response (context + action tokens) that OpenRLHF's own code turns
+into an Experience, so masks, truncation and log-probs are handled as for any other sample; its
+group id, score, n and reward parts ride in `info`. Finished trajectories are staged in the
+state-score table right away: they count only from the next version, which the experience maker
+starts once the batch's advantages are computed.
+"""
+
+import hashlib
+
+import torch
+from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
+
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY
+
+STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight")
+
+
+def group_number(group_id: str) -> int:
+    """A 63-bit integer for a group id string, stable across processes."""
+    return int.from_bytes(hashlib.blake2b(group_id.encode(), digest_size=8).digest(), "little") >> 1
+
+
+class SPO3SamplesGenerator(SamplesGenerator):
+    def __init__(self, *args, **kwargs):
+        from openrlhf_3spo.openrlhf.register import state_scores_for
+
+        super().__init__(*args, **kwargs)
+        self.state_scores = state_scores_for(self.args)
+        self.spo3_stats = {}
+
+    def _is_3spo(self):
+        return self.args.algo.advantage.estimator == "3spo"
+
+    def generate_samples(self, **generate_kwargs):
+        """3SPO trains on all step samples of one batch of prompts, so that no step group is split
+        across training steps (OpenRLHF's chunking counts n_samples_per_prompt per prompt)."""
+        if not self._is_3spo():
+            return super().generate_samples(**generate_kwargs)
+        if getattr(self, "_dataloader_iter", None) is None:
+            self._dataloader_iter = iter(self.prompts_dataloader)
+        if self.args.vllm.enable_sleep:
+            batch_vllm_engine_call(self.vllm_engines, "wake_up")
+        experiences, consumed, exhausted = self._generate_vllm(
+            self._dataloader_iter, self.args.rollout.batch_size, dynamic_filtering=False, **generate_kwargs
+        )
+        if self.args.vllm.enable_sleep:
+            batch_vllm_engine_call(self.vllm_engines, "sleep")
+        if exhausted:
+            self._dataloader_iter = None
+        return experiences, None, consumed, exhausted
+
+    def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, **generate_kwargs):
+        if self._is_3spo():
+            # one executor call per task; its budget: n_samples_per_prompt trajectories
+            version = self.state_scores.current_version()
+            budget = self.args.rollout.n_samples_per_prompt
+            labels = [{"label": label, "trajectories": budget, "version": version} for label in labels]
+            generate_kwargs = dict(generate_kwargs, n_samples_per_prompt=1)
+        return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
+
+    def _generate_vllm(self, *args, **kwargs):
+        experiences, consumed, exhausted = super()._generate_vllm(*args, **kwargs)
+        if self._is_3spo():  # one list of step Experiences per task
+            experiences = [e for task in experiences for e in task]
+        return experiences, consumed, exhausted
+
+    def _process_response_into_experience(self, response, **generate_kwargs):
+        if "step_samples" not in response:
+            return super()._process_response_into_experience(response, **generate_kwargs)
+        trajectories = response["trajectories"]
+        if self.state_scores is not None and trajectories:
+            self.state_scores.record([t["keys"] for t in trajectories], [t["won"] for t in trajectories])
+        experiences = []
+        for step in response["step_samples"]:
+            if not step["trained"]:
+                continue
+            context, action = step["context_ids"], step["action_ids"]
+            single_turn = {
+                "prompt": response["prompt"],
+                "label": response["label"],
+                "observation_tokens": context + action,
+                "action_ranges": [(len(context), len(context) + len(action))],
+                "rollout_log_probs": [0.0] * len(context) + step["logprobs"] if step["logprobs"] is not None else None,
+                "reward": step["reward"],
+                "scores": step["reward"],
+                "truncated": step["cut_off"],
+                "extra_logs": {name: float(step[name]) for name in STEP_INFO},
+            }
+            experience = super()._process_response_into_experience(single_turn, **generate_kwargs)
+            experience.info[GROUP_KEY] = torch.tensor([group_number(step["group_id"])])
+            experiences.append(experience)
+        self._count(response)
+        return experiences
+
+    def _count(self, response):
+        """Per-batch rollout statistics for the logs (reset by `pop_stats`)."""
+        steps = response["step_samples"]
+        stats = self.spo3_stats
+        stats["tasks"] = stats.get("tasks", 0) + 1
+        stats["steps"] = stats.get("steps", 0) + len(steps)
+        stats["trained_steps"] = stats.get("trained_steps", 0) + sum(s["trained"] for s in steps)
+        stats["trajectories"] = stats.get("trajectories", 0) + len(response["trajectories"]) + response["truncated_trajectories"]
+        stats["truncated_trajectories"] = stats.get("truncated_trajectories", 0) + response["truncated_trajectories"]
+        stats["won_trajectories"] = stats.get("won_trajectories", 0) + sum(t["won"] for t in response["trajectories"])
+        for s in steps:
+            stats[f"n_{s['n']}"] = stats.get(f"n_{s['n']}", 0) + 1
+
+    def pop_stats(self):
+        """Metrics for OpenRLHF's status dict, over the tasks since the last call."""
+        stats, self.spo3_stats = self.spo3_stats, {}
+        if not stats:
+            return {}
+        metrics = {
+            "spo3/trained_step_fraction": stats["trained_steps"] / max(stats["steps"], 1),
+            "spo3/truncation_rate": stats["truncated_trajectories"] / max(stats["trajectories"], 1),
+            "spo3/success_rate": stats["won_trajectories"] / max(stats["trajectories"], 1),
+            "spo3/steps_per_task": stats["steps"] / stats["tasks"],
+        }
+        metrics.update({f"spo3/steps_with_{k}": v / max(stats["steps"], 1) for k, v in stats.items() if k.startswith("n_")})
+        return metrics

@@ -1,0 +1,107 @@
+"""`openrlhf-3spo train`: OpenRLHF's own parser and checks, --dry-run on every recipe, one-line errors,
+and the Ray workers it starts have the plugin registered."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*_*.sh")))
+ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+AGENT_3SPO = os.path.join(REPO, "openrlhf_3spo", "agents", "alfworld_3spo.py")
+
+
+def _config(stdout):
+    return json.loads(stdout[stdout.index("\n{") + 1 :] if not stdout.startswith("{") else stdout)
+
+
+def _train(*args):
+    return subprocess.run(
+        ["openrlhf-3spo", "train", *args], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300
+    )
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=os.path.basename)
+def test_every_recipe_passes_a_dry_run(recipe, tmp_path):
+    result = subprocess.run(["bash", recipe, "--dry-run"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = _config(result.stdout)
+    estimator = config["algo"]["advantage"]["estimator"]
+    assert estimator == ("3spo" if "_3spo_" in recipe else "group_norm")
+    assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(
+        "alfworld_3spo.py" if estimator == "3spo" else "alfworld_multiturn.py"
+    )
+    assert config["spo3"] == {
+        "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
+        "gamma": 0.0, "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
+    }
+    assert not os.listdir(tmp_path)  # nothing started, nothing written
+
+
+def test_alias_and_flags_resolve():
+    result = _train("--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--spo3.g_max", "4",
+                    "--spo3.adv_norm", "mean", "--rollout.n_samples_per_prompt", "4", "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = _config(result.stdout)
+    assert config["algo"]["advantage"]["estimator"] == "3spo"
+    assert (config["spo3"]["g_max"], config["spo3"]["adv_norm"]) == (4, "mean")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--advantage_estimator", "3spo"], "--advantage_estimator 3spo needs --train.agent_func_path"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--spo3.g_max", "1"], "--spo3.g_max must be >= 2"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--spo3.alpha", "0"], "--spo3.alpha must be > 0"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--train.async_enable"], "synchronous rollouts"),
+        (["--spo3.state_key", "pixels"], "argument --spo3.state_key: invalid choice"),
+        (["--advantage_estimator", "ppo2"], "argument --algo.advantage.estimator: invalid choice"),
+        (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        # OpenRLHF's own assert, as one line too
+        (["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "1"], "group_norm requires n_samples_per_prompt > 1"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(args, message):
+    result = _train(*args, "--dry-run")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("openrlhf-3spo: error: ") and message in errors[0], result.stderr[-1500:]
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr
+
+
+def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
+    """The real CLI path up to OpenRLHF's strategy: Ray starts with the plugin's runtime env, the
+    state-score actors start, and an actor then sees OpenRLHF's classes replaced."""
+    probe = textwrap.dedent(
+        f"""
+        import json, os, sys, ray, openrlhf.utils
+
+        @ray.remote
+        class Probe:
+            def look(self):
+                import openrlhf.trainer.ppo_trainer as t
+                return [t.RemoteExperienceMaker.__name__, t.SamplesGenerator.__name__, os.environ["SPO3_STATE_ACTOR"]]
+
+        def stop_here(args):  # in place of OpenRLHF's DeepSpeed strategy: look, then end the run
+            from openrlhf_3spo.state.actor import StateScores
+            seen = ray.get(Probe.remote().look.remote())
+            version = StateScores.connect(args.spo3.state_actor).current_version()
+            print("PROBE " + json.dumps(seen + [version]))
+            ray.shutdown()
+            sys.exit(0)
+
+        openrlhf.utils.get_strategy = stop_here
+        from openrlhf_3spo.cli import main
+        main(["train", "--advantage_estimator", "3spo", "--train.agent_func_path", {AGENT_3SPO!r},
+              "--spo3.state_actor", "cli-probe", "--ckpt.path", {str(tmp_path)!r}])
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("PROBE ")), None)
+    assert line, result.stderr[-3000:]
+    assert json.loads(line[6:]) == ["SPO3ExperienceMaker", "SPO3SamplesGenerator", "cli-probe", 0]
