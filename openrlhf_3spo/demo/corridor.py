@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from openrlhf_3spo.algo import StateTable, adaptive_n, group_advantages, step_reward
-from openrlhf_3spo.io import atomic_write_jsonl, atomic_write_text
+from openrlhf_3spo.io import atomic_write, atomic_write_jsonl, atomic_write_text
 
 
 @dataclass
@@ -219,7 +219,6 @@ def _plot(results, path):
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=120)
-    os.replace(path + ".tmp.png", path)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 

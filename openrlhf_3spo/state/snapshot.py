@@ -8,13 +8,13 @@ corruption and truncation, which load reports as an error, never as an empty tab
 import io
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from openrlhf_3spo.algo import StateTable
 from openrlhf_3spo.algo.table import STATE_DICT_VERSION
+from openrlhf_3spo.io import atomic_write
 
 FORMAT_VERSION = 1
 FILE_NAME = "state_table.npz"
@@ -44,20 +44,10 @@ def save_snapshot(directory, table: StateTable, meta=None, tried=()):
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
-    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, FILE_NAME)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
     for name in os.listdir(directory):  # temporaries of saves that were killed
-        if name.startswith(".tmp-") and name.endswith(".npz"):
+        if name.startswith(".tmp-") and name.endswith(FILE_NAME):
             os.unlink(os.path.join(directory, name))
     return path
 
