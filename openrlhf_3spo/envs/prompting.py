@@ -9,6 +9,8 @@ import re
 HISTORY_LENGTH = 2
 _ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
+SEARCH_TEMPLATE = "search[<your query>]"
+_SEARCH = re.compile(r"search\[\s*[^\s\]][^\]]*\]")
 
 ENV_INTROS = {
     "alfworld": "You are an expert agent acting in the ALFRED embodied household environment.",
@@ -34,6 +36,9 @@ def parse_action(output: str, admissible_actions: list[str]) -> str | None:
     for action in admissible_actions:
         if normalize_action(action) == wanted:
             return action
+    # a listed search template ("search[<your query>]") admits any non-empty query
+    if SEARCH_TEMPLATE in admissible_actions and _SEARCH.fullmatch(wanted):
+        return wanted
     return None
 
 

@@ -1,12 +1,17 @@
-"""WebShop (text mode), implemented from the benchmark's documented behaviour (../shared/specs/webshop.md).
-
-This part: the catalog in the upstream schema (products, attributes, human instructions), goal
-construction, BM25 search with Lucene's parameters, and the purchase reward. The pages, actions and
-the TextEnv itself are to come.
+"""WebShop (text mode), implemented from the benchmark's documented behaviour (../shared/specs/webshop.md):
+the catalog in the upstream schema, goals, BM25 search with Lucene's parameters, the pages and
+actions, and the purchase reward. Point `WEBSHOP_DATA` at the upstream files (1k or 12k products), or
+use the catalog shipped with the package.
 """
 
+import functools
+import json
+import os
 import random
 import re
+
+from .base import Observation, state_digest
+from .prompting import SEARCH_TEMPLATE as SEARCH_ACTION
 
 from rapidfuzz import fuzz, utils
 
@@ -129,3 +134,273 @@ class SearchIndex:
             return []
         documents, scores = self.index.retrieve(tokens, k=min(k, self.size), show_progress=False)
         return [int(d) for d, score in zip(documents[0], scores[0]) if score > 0]
+
+
+# ---- catalog and goals -------------------------------------------------------------------------
+
+SHIPPED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "webshop")
+FILES = {  # upstream names, the full catalog's first
+    "items": ("items_shuffle.json", "items_shuffle_1000.json"),
+    "attributes": ("items_ins_v2.json", "items_ins_v2_1000.json"),
+    "instructions": ("items_human_ins.json",),
+}
+GOAL_SEED = 233
+MAX_STEPS = 15
+PAGE_SIZE, TOP_K = 10, 50
+
+
+def data_root(root=None):
+    if root == "shipped":
+        return SHIPPED_DATA
+    root = root or os.environ.get("WEBSHOP_DATA")
+    if not root:
+        raise ValueError("WebShop data: set $WEBSHOP_DATA to the folder with the upstream JSON files, or use the shipped catalog")
+    return os.path.expanduser(root)
+
+
+def _read(root, kind):
+    for name in FILES[kind]:
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            try:
+                with open(path) as f:
+                    return json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"WebShop data: {path} is not valid JSON ({error})") from None
+    raise ValueError(f"WebShop data: no {' or '.join(FILES[kind])} in {root}")
+
+
+def _price(pricing, rng):
+    prices = [float(p) for p in re.findall(r"\$\s*([0-9][0-9,]*\.?[0-9]*)", (pricing or "").replace(",", ""))]
+    if not prices:
+        return 100.0
+    return prices[0] if len(prices) == 1 else round(rng.uniform(prices[0], prices[1]), 2)
+
+
+def load_products(items, attributes, seed=GOAL_SEED):
+    """Upstream product records -> products with price, options and attributes (skips as upstream)."""
+    if not isinstance(items, list) or not items:
+        raise ValueError("WebShop data: the product file holds no products")
+    rng, products, seen = random.Random(seed), [], set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("asin"), str):
+            raise ValueError(f"WebShop data: product record {i} has no asin")
+        asin = item["asin"]
+        if asin == "nan" or len(asin) > 10 or asin in seen:
+            continue
+        for field, kinds in (("name", str), ("product_category", str), ("query", str)):
+            if not isinstance(item.get(field), kinds):
+                raise ValueError(f"WebShop data: product {asin} (record {i}) has no {field} string")
+        if asin not in attributes or not isinstance(attributes[asin], dict):
+            raise ValueError(f"WebShop data: product {asin} has no entry in the attribute file")
+        options = item.get("customization_options") or {}
+        try:
+            options = {
+                name.lower(): [v["value"].strip().replace("/", " | ").lower() for v in values]
+                for name, values in options.items()
+            }
+        except (AttributeError, KeyError, TypeError):
+            raise ValueError(f"WebShop data: product {asin} has malformed customization_options") from None
+        seen.add(asin)
+        products.append(
+            dict(item, query=item["query"].lower(), price=_price(item.get("pricing"), rng), options=options,
+                 attributes=list(attributes[asin].get("attributes") or []))
+        )
+    return products
+
+
+def load_goals(products, instructions, seed=GOAL_SEED):
+    """One goal per human instruction with attributes, price caps as upstream, shuffled with a fixed seed."""
+    rng, goals = random.Random(seed), []
+    by_asin = {p["asin"]: p for p in products}
+    for asin, entries in instructions.items():
+        product = by_asin.get(asin)
+        if product is None:
+            continue
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("instruction"), str):
+                raise ValueError(f"WebShop data: an instruction of product {asin} has no instruction text")
+            if not entry.get("instruction_attributes"):
+                continue
+            caps = [c for c in range(10, 1000, 10) if c > product["price"]][:4]
+            text = entry["instruction"].strip()
+            if len(caps) >= 2:
+                price_upper = float(max(rng.sample(caps, 2)))
+                text += f", and price lower than {price_upper:.2f} dollars"
+            else:
+                price_upper = 1e6
+            goals.append({
+                "asin": asin, "category": product.get("category"), "query": product["query"], "name": product["name"],
+                "product_category": product["product_category"], "instruction_text": text,
+                "attributes": list(entry["instruction_attributes"]),
+                "goal_options": [o.lower() for o in entry.get("instruction_options") or []],
+                "price_upper": price_upper, "weight": 1,
+            })
+    random.Random(seed).shuffle(goals)
+    return goals
+
+
+class Catalog:
+    """Products, goals and the search index of one data folder (built once per process)."""
+
+    def __init__(self, root=None):
+        self.root = data_root(root)
+        self.products = load_products(_read(self.root, "items"), _read(self.root, "attributes"))
+        self.goals = load_goals(self.products, _read(self.root, "instructions"))
+        self.by_asin = {p["asin"].lower(): p for p in self.products}
+        self.index = SearchIndex([product_text(p) for p in self.products])
+
+    def search(self, query):
+        return [self.products[i] for i in self.index.search(query.lower(), TOP_K)]
+
+
+@functools.lru_cache(maxsize=8)
+def catalog(root=None):
+    return Catalog(root)
+
+
+# ---- the environment ---------------------------------------------------------------------------
+
+SUB_PAGES = ("description", "features", "reviews")
+MAX_QUERY = 200
+
+
+def _money(price):
+    return f"${price:.2f}"
+
+
+class WebShopEnv:
+    """One WebShop goal as a TextEnv. The state key: goal, page, query, results page, product,
+    sub-page and chosen options."""
+
+    def __init__(self, goal_index, root=None, max_steps=MAX_STEPS, reward="success", invalid_penalty=0.1):
+        if reward not in ("success", "score"):
+            raise ValueError(f"reward must be 'success' (10 x success) or 'score' (the raw score), got {reward!r}")
+        self.catalog = catalog(root)
+        if not 0 <= goal_index < len(self.catalog.goals):
+            raise ValueError(f"WebShop goal {goal_index} does not exist ({len(self.catalog.goals)} goals)")
+        self.goal_index, self.goal = goal_index, self.catalog.goals[goal_index]
+        self.task_id = f"webshop/{goal_index}"
+        self.task = self.goal["instruction_text"]
+        self.max_steps, self.reward_mode, self.invalid_penalty = max_steps, reward, invalid_penalty
+        self._reset_state()
+
+    def _reset_state(self):
+        self.page, self.query, self.page_num, self.asin, self.sub_page = "search", "", 1, None, None
+        self.options, self.results, self.steps, self.done, self.score = {}, [], 0, False, None
+
+    # ---- pages
+
+    def _text(self):
+        instruction = f"Instruction: [SEP] {self.task}"
+        if self.page == "search":
+            return f"WebShop [SEP] {instruction} [SEP] Search"
+        if self.page == "done":
+            return f"Thank you for shopping with us! [SEP] Your score (min 0.0, max 1.0) [SEP] {self.score:.2f}"
+        head = f"{instruction} [SEP] Back to Search"
+        if self.page == "results":
+            shown = self.results[(self.page_num - 1) * PAGE_SIZE : self.page_num * PAGE_SIZE]
+            parts = [head, f"Page {self.page_num} (Total results: {len(self.results)})"]
+            parts += ["< Prev"] if self.page_num > 1 else []
+            parts += ["Next >"] + [f"{p['asin']} [SEP] {p['name']} [SEP] {_money(p['price'])}" for p in shown]
+            return SEP.join(parts)
+        product = self.catalog.by_asin[self.asin]
+        if self.page == "item":
+            parts = [head, "< Prev"]
+            for name, values in product["options"].items():
+                parts += [name] + values
+            parts += [product["name"], f"Price: {_money(product['price'])}", "Rating: N.A.", "Description",
+                      "Features", "Reviews", "Buy Now"]
+            return SEP.join(parts)
+        content = {
+            "description": product.get("full_description") or "",
+            "features": SEP.join(_bullets(product)),
+            "reviews": "",
+        }[self.sub_page]
+        return SEP.join([head, "< Prev", content])
+
+    def clickables(self):
+        if self.page == "results":
+            shown = self.results[(self.page_num - 1) * PAGE_SIZE : self.page_num * PAGE_SIZE]
+            return ["back to search"] + (["< prev"] if self.page_num > 1 else []) + ["next >"] + [p["asin"].lower() for p in shown]
+        if self.page == "item":
+            values = [v for vs in self.catalog.by_asin[self.asin]["options"].values() for v in vs]
+            return ["back to search", "< prev", *SUB_PAGES, "buy now"] + values
+        if self.page == "sub":
+            return ["back to search", "< prev"]
+        return []
+
+    def _observe(self, valid, won=False):
+        admissible = [SEARCH_ACTION] if self.page == "search" else [f"click[{c}]" for c in self.clickables()]
+        self.done = self.page == "done" or self.steps >= self.max_steps
+        if self.page == "done":
+            reward = 10.0 * won if self.reward_mode == "success" else self.score
+        else:
+            reward = 0.0
+        key = state_digest(self.task_id, self.page, self.query, str(self.page_num), self.asin or "", self.sub_page or "",
+                           json.dumps(sorted(self.options.items())))
+        return Observation(
+            text=self._text(), admissible_actions=[] if self.done else admissible, state_key=key,
+            reward=reward - (0.0 if valid else self.invalid_penalty), done=self.done, won=won, valid=valid,
+        )
+
+    # ---- TextEnv
+
+    def reset(self):
+        self._reset_state()
+        return self._observe(valid=True)
+
+    def step(self, action):
+        if self.done:
+            raise RuntimeError(f"WebShopEnv {self.task_id}: the episode is over; call reset()")
+        self.steps += 1
+        valid, won = self._act(action if isinstance(action, str) else ""), False
+        if self.page == "done":
+            won = self.score == 1.0
+        return self._observe(valid, won)
+
+    def _act(self, action):
+        """Applies a valid action; False (and no change) for anything else."""
+        action = action.strip()
+        match = re.fullmatch(r"search\[(.*)\]", action, flags=re.IGNORECASE | re.DOTALL)
+        if match:  # upstream runs a search from any page
+            query = " ".join(match.group(1).split()).lower()
+            if not query or len(query) > MAX_QUERY:
+                return False
+            self.page, self.query, self.page_num, self.asin, self.sub_page = "results", query, 1, None, None
+            self.results = self.catalog.search(query)
+            return True
+        match = re.fullmatch(r"click\[(.*)\]", action, flags=re.IGNORECASE | re.DOTALL)
+        target = " ".join(match.group(1).split()).lower() if match else None
+        if target is None or target not in self.clickables():
+            return False
+        if target == "back to search":
+            self.page, self.query, self.options, self.results, self.asin, self.sub_page = "search", "", {}, [], None, None
+        elif target == "next >":
+            if self.page_num * PAGE_SIZE < len(self.results):
+                self.page_num += 1
+        elif target == "< prev":
+            if self.page == "sub":
+                self.page, self.sub_page = "item", None
+            elif self.page == "item":
+                self.page, self.asin, self.options = "results", None, {}
+            else:
+                self.page_num -= 1
+        elif self.page == "results":
+            self.page, self.asin, self.options = "item", target, {}
+        elif target in SUB_PAGES:
+            self.page, self.sub_page = "sub", target
+        elif target == "buy now":
+            product = self.catalog.by_asin[self.asin]
+            self.score = purchase_reward(self.goal, product, self.options, product["price"])
+            self.page = "done"
+        else:  # an option value: selected for its option name
+            name = next(n for n, vs in self.catalog.by_asin[self.asin]["options"].items() if target in vs)
+            self.options[name] = target
+        return True
+
+    def fork(self):
+        clone = WebShopEnv.__new__(WebShopEnv)
+        clone.__dict__.update(self.__dict__)
+        clone.options, clone.results = dict(self.options), list(self.results)
+        return clone
