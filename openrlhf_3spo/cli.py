@@ -21,6 +21,10 @@ def _make_dataset(args):
     if args.env == "alfworld":
         task_types = args.task_types.split(",") if args.task_types else alfworld.TASK_TYPES
         rows = alfworld.dataset_rows(args.split, args.data, task_types)
+    else:
+        from openrlhf_3spo.envs import webshop
+
+        rows = webshop.dataset_rows(args.split, args.data, args.eval_goals)
     atomic_write_jsonl(args.out, rows)
     print(f"[make-dataset] {len(rows)} {args.env} {args.split} tasks written to {args.out}")
 
@@ -37,9 +41,10 @@ def build_parser():
     demo.set_defaults(func=_demo)
 
     dataset = commands.add_parser("make-dataset", help="write an OpenRLHF prompt dataset (JSONL) of env tasks")
-    dataset.add_argument("env", choices=["alfworld"])
-    dataset.add_argument("--split", required=True, choices=["train", "valid_seen", "valid_unseen"])
-    dataset.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA), or "shipped"')
+    dataset.add_argument("env", choices=["alfworld", "webshop"])
+    dataset.add_argument("--split", required=True, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
+    dataset.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA / $WEBSHOP_DATA), or "shipped"')
+    dataset.add_argument("--eval-goals", type=int, default=500, help="webshop: goals [0, N) are eval, the rest train")
     dataset.add_argument("--task-types", default=None, help="comma-separated ALFWorld task types (default: all six)")
     dataset.add_argument("--out", required=True, help="output .jsonl file")
     dataset.set_defaults(func=_make_dataset)

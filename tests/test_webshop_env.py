@@ -185,3 +185,25 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "items_shuffle.json").write_text("{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
         WebShopEnv(0, str(tmp_path))
+
+
+def test_dataset_rows_split_the_goals(root):
+    from openrlhf_3spo.agents.textenv import make_env
+    from openrlhf_3spo.envs.webshop import dataset_rows
+
+    eval_rows, train_rows = dataset_rows("eval", root, eval_goals=1), dataset_rows("train", root, eval_goals=1)
+    assert [json.loads(r["label"])["goal"] for r in eval_rows + train_rows] == [0, 1]
+    assert eval_rows[0]["input"] == webshop.catalog(root).goals[0]["instruction_text"]
+    with pytest.raises(ValueError, match="eval-goals"):
+        dataset_rows("eval", root, eval_goals=500)
+    with pytest.raises(ValueError, match="split"):
+        dataset_rows("test", root)
+    # a row's label builds its env, through $WEBSHOP_DATA
+    import os
+
+    os.environ["WEBSHOP_DATA"] = root
+    try:
+        env = make_env(train_rows[0]["label"])
+        assert env.goal_index == 1 and env.reset().text.startswith("WebShop [SEP] Instruction:")
+    finally:
+        del os.environ["WEBSHOP_DATA"]

@@ -2,6 +2,8 @@
 
     alfworld_multiturn.py   ALFWorld in OpenRLHF's plain multi-turn mode (the GRPO baseline)
     alfworld_3spo.py        ALFWorld with the 3SPO executor
+    webshop_multiturn.py    WebShop, plain multi-turn mode
+    webshop_3spo.py         WebShop with the 3SPO executor
 """
 
 import os

@@ -1,9 +1,10 @@
-"""What every agent function shares: building an env from a dataset label, the env worker pool,
+"""What every agent function shares (the files in this folder only pick an env): building an env from a dataset label, the env worker pool,
 and chat rendering of each step's prompt.
 
 Settings come from environment variables, since OpenRLHF builds `AgentExecutor()` without arguments:
 SPO3_ENV_WORKERS (env worker processes per rollout actor, default 4), SPO3_HISTORY_LENGTH (default 2),
-SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA; for 3SPO also SPO3_STATE_ACTOR (the state-score
+SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA, WEBSHOP_DATA, SPO3_WEBSHOP_REWARD (success: 10 x
+success, or score: the raw score); for 3SPO also SPO3_STATE_ACTOR (the state-score
 actors' name, default "spo3-state"), SPO3_SCORE_SHARDS (default 1), SPO3_OMEGA_K (default 0.1),
 SPO3_INVALID_PENALTY (default 0.1).
 """
@@ -12,8 +13,12 @@ import functools
 import json
 import os
 
+import torch
+from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
+
 from openrlhf_3spo.envs.pool import EnvPool
 from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
+from openrlhf_3spo.rollout.executor import SPO3Executor
 
 
 def env_float(name, default):
@@ -34,14 +39,23 @@ def env_int(name, default):
 
 def make_env(label):
     """The TextEnv a dataset label names. Runs inside an env worker process."""
-    info = json.loads(label) if isinstance(label, str) else label
+    try:
+        info = json.loads(label) if isinstance(label, str) else label
+    except json.JSONDecodeError:
+        info = None
     env_name = info.get("env") if isinstance(info, dict) else None
-    max_steps = env_int("SPO3_MAX_STEPS", 0)
+    steps = env_int("SPO3_MAX_STEPS", 0)
+    max_steps = {"max_steps": steps} if steps else {}
     if env_name == "alfworld":
         from openrlhf_3spo.envs.alfworld import ALFWorldEnv, game_file_of
 
-        return ALFWorldEnv(game_file_of(info), **({"max_steps": max_steps} if max_steps else {}))
-    raise ValueError(f"dataset label names no known env ('env': 'alfworld'): {str(label)[:200]!r}")
+        return ALFWorldEnv(game_file_of(info), **max_steps)
+    if env_name == "webshop":
+        from openrlhf_3spo.envs.webshop import WebShopEnv
+
+        root = "shipped" if info.get("root") == "shipped" else None
+        return WebShopEnv(int(info["goal"]), root, reward=os.environ.get("SPO3_WEBSHOP_REWARD", "success"), **max_steps)
+    raise ValueError(f"dataset label names no known env ('env': 'alfworld' or 'webshop'): {str(label)[:200]!r}")
 
 
 async def make_remote_env(label):
@@ -100,3 +114,80 @@ class EpisodeState:
     def advance(self, action, observation):
         self.history.append((self.observation.text, action or "(invalid action)"))
         self.observation = observation
+
+
+
+# ---- the agent-function classes; the files in this folder pick an env -------------------------
+
+
+class TextEnvInstance(AgentInstanceBase):
+    """One episode in OpenRLHF's plain multi-turn mode: each turn's user message is the step prompt."""
+
+    def __init__(self, *args, **kwargs):
+        self.env = self.episode = self.tokenizer = None
+
+    async def reset(self, states, **kwargs):
+        label = states["label"]
+        self.tokenizer = label["tokenizer"]
+        self.env = await env_pool().create(make_env, label["label"])
+        observation = await self.env.reset()
+        self.episode = EpisodeState(label["env_name"], await self.env.get("task"), observation)
+        return {"observation": user_turn(self.tokenizer, self.episode.prompt())}
+
+    async def step(self, states, **kwargs):
+        action = self.episode.action_for(states["action_text"])
+        observation = await self.env.step(action)
+        self.episode.advance(action, observation)
+        if observation.done:
+            self.env.close()
+            feedback = ""
+        else:
+            feedback = next_user_turn(self.tokenizer, self.episode.prompt())
+        return {
+            "rewards": torch.tensor(observation.reward),
+            "scores": float(observation.won),
+            "environment_feedback": feedback,
+            "done": observation.done,
+            "extra_logs": {"won": float(observation.won), "valid_action": float(observation.valid)},
+        }
+
+
+class MultiTurnTextEnvExecutor(MultiTurnAgentExecutor):
+    """OpenRLHF's MultiTurnAgentExecutor, unchanged, over the env of `env_name`: the GRPO baseline."""
+
+    env_name = None
+
+    def __init__(self):
+        super().__init__(TextEnvInstance)
+
+    async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
+        # The instance renders chat turns, so it needs the tokenizer: it travels with the label.
+        wrapped = {"label": label, "tokenizer": hf_tokenizer, "env_name": self.env_name}
+        output = await super().execute(prompt, wrapped, sampling_params, max_length, hf_tokenizer, llm_engine, images)
+        output["label"] = label
+        return output
+
+
+class SPO3TextEnvExecutor(SPO3Executor):
+    """The 3SPO executor over the env of `env_name`, envs in this process's worker pool."""
+
+    env_name = None
+
+    def __init__(self):
+        super().__init__(
+            make_remote_env,
+            None,  # connected on first use: the state-score actors start with the trainer
+            self.env_name,
+            history_length(),
+            omega_k=env_float("SPO3_OMEGA_K", 0.1),
+            invalid_penalty=env_float("SPO3_INVALID_PENALTY", 0.1),
+            state_key=os.environ.get("SPO3_STATE_KEY", "env"),
+        )
+
+    async def execute(self, *args, **kwargs):
+        if self.scores is None:
+            from openrlhf_3spo.state.actor import StateScores
+
+            name = os.environ.get("SPO3_STATE_ACTOR", "spo3-state")
+            self.scores = StateScores.connect(name, env_int("SPO3_SCORE_SHARDS", 1))
+        return await super().execute(*args, **kwargs)

@@ -259,6 +259,21 @@ def catalog(root=None):
     return Catalog(root)
 
 
+def dataset_rows(split, root=None, eval_goals=500):
+    """OpenRLHF prompt-dataset rows: goals [0, eval_goals) are `eval` (as published: 500), the rest `train`."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"WebShop split must be 'train' or 'eval', got {split!r}")
+    goals = catalog(root).goals
+    if not 0 < eval_goals < len(goals):
+        raise ValueError(f"--eval-goals must lie in [1, {len(goals) - 1}] for this catalog of {len(goals)} goals, got {eval_goals}")
+    indices = range(eval_goals) if split == "eval" else range(eval_goals, len(goals))
+    label_root = "shipped" if root == "shipped" else "WEBSHOP_DATA"
+    return [
+        {"input": goals[i]["instruction_text"], "label": json.dumps({"env": "webshop", "goal": i, "root": label_root})}
+        for i in indices
+    ]
+
+
 # ---- the environment ---------------------------------------------------------------------------
 
 SUB_PAGES = ("description", "features", "reviews")
