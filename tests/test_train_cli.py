@@ -33,8 +33,9 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path):
     config = _config(result.stdout)
     estimator = config["algo"]["advantage"]["estimator"]
     assert estimator == ("3spo" if "_3spo_" in recipe else "group_norm")
+    env = os.path.basename(recipe).split("_")[0]
     assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(
-        "alfworld_3spo.py" if estimator == "3spo" else "alfworld_multiturn.py"
+        f"{env}_3spo.py" if estimator == "3spo" else f"{env}_multiturn.py"
     )
     assert config["spo3"] == {
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",

@@ -207,3 +207,28 @@ def test_dataset_rows_split_the_goals(root):
         assert env.goal_index == 1 and env.reset().text.startswith("WebShop [SEP] Instruction:")
     finally:
         del os.environ["WEBSHOP_DATA"]
+
+
+def _shipped():
+    webshop.catalog.cache_clear()
+    return webshop.catalog("shipped")
+
+
+def test_shipped_catalog_loads_with_enough_goals():
+    cat = _shipped()
+    assert len(cat.products) >= 200 and len({p["category"] for p in cat.products}) >= 8 and len(cat.goals) >= 100
+
+
+def test_every_shipped_goal_has_a_path_that_earns_1():
+    """search[its product's title] -> click the product -> click each goal option -> buy now."""
+    cat = _shipped()
+    for i, goal in enumerate(cat.goals):
+        env = WebShopEnv(i, "shipped")
+        env.reset()
+        product = cat.by_asin[goal["asin"].lower()]
+        path = [f"search[{product['name'].lower()}]", f"click[{goal['asin'].lower()}]"]
+        path += [f"click[{option}]" for option in goal["goal_options"]] + ["click[buy now]"]
+        for action in path:
+            obs = env.step(action)
+            assert obs.valid, (i, action, obs.text[:300])
+        assert obs.done and obs.won and obs.reward == 10.0, (i, env.score)

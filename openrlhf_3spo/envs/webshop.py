@@ -29,7 +29,7 @@ COLORS = (
 )
 
 
-def _fuzzy(a, b):
+def fuzzy_ratio(a, b):
     """thefuzz's token_set_ratio: lowercase, punctuation to spaces, rounded to an integer."""
     return round(fuzz.token_set_ratio(a, b, processor=utils.default_process))
 
@@ -60,13 +60,13 @@ def purchase_reward(goal, product, options, price):
     texts = " ".join([title, " ".join(_bullets(product)), product.get("full_description") or ""]).lower()
     attributes = product.get("attributes") or []
     n_attributes = sum(
-        any(_fuzzy(wanted, have) > MATCH_THRESHOLD for have in attributes) or wanted.lower() in texts
+        any(fuzzy_ratio(wanted, have) > MATCH_THRESHOLD for have in attributes) or wanted.lower() in texts
         for wanted in goal["attributes"]
     )
     goal_options = list(goal["goal_options"].values()) if isinstance(goal["goal_options"], dict) else list(goal["goal_options"])
     chosen = [_normalize_option(v) for v in options.values()]
     n_options = sum(
-        any(_fuzzy(_normalize_option(wanted), have) > MATCH_THRESHOLD for have in chosen) for wanted in goal_options
+        any(fuzzy_ratio(_normalize_option(wanted), have) > MATCH_THRESHOLD for have in chosen) for wanted in goal_options
     )
     r_price = price <= goal["price_upper"]
     total = (n_attributes + n_options + r_price) / (len(goal["attributes"]) + len(goal_options) + 1)
