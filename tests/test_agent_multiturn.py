@@ -68,3 +68,20 @@ def test_label_naming_no_env_is_a_clear_error(tokenizer):
     row = {"input": "x", "label": json.dumps({"game": "a.tw-pddl"})}
     with pytest.raises(ValueError, match="names no known env"):
         _run(tokenizer, row, ["<action>look</action>"])
+
+
+def test_webshop_goal_through_openrlhfs_multiturn_executor(tokenizer):
+    from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
+    from vllm import SamplingParams
+
+    from openrlhf_3spo.envs.webshop import catalog, dataset_rows
+
+    row = dataset_rows("eval", "shipped", eval_goals=20)[0]
+    goal = catalog("shipped").goals[json.loads(row["label"])["goal"]]
+    name = catalog("shipped").by_asin[goal["asin"].lower()]["name"].lower()
+    path = [f"search[{name}]", f"click[{goal['asin'].lower()}]"] + [f"click[{o}]" for o in goal["goal_options"]] + ["click[buy now]"]
+    engine = ScriptedEngine(tokenizer, [f"<think>go</think><action>{a}</action>" for a in path])
+    executor = _load_agent_executor(agent_file("webshop", "multiturn"))
+    output = asyncio.run(executor.execute(row["input"], row["label"], SamplingParams(max_tokens=64), 8192, tokenizer, engine))
+    assert output["reward"] == 10.0 and output["scores"] == 1.0 and len(output["action_ranges"]) == len(path)
+    assert "Admissible actions: ['search[<your query>]']" in tokenizer.decode(engine.prompts[0])

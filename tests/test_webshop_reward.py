@@ -111,3 +111,14 @@ def test_product_text_for_search():
     assert product_text(product) == (
         "men's trail running shoes lightweight a trail shoe. breathable mesh upper color: navy blue, black, and size: 10"
     )
+
+
+def test_search_index_is_cached_on_disk(tmp_path):
+    docs = ["red running shoes", "running shoes running shoes", "blue water bottle"]
+    built = SearchIndex(docs, str(tmp_path))
+    (folder,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    loaded = SearchIndex(docs, str(tmp_path))  # from the cache
+    assert loaded.search("running shoes") == built.search("running shoes") == [1, 0]
+    assert loaded.search("bottle") == [2]
+    SearchIndex(docs + ["green tea"], str(tmp_path))  # other texts, another cache entry
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 2 and folder.exists()

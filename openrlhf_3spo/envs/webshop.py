@@ -9,6 +9,8 @@ import json
 import os
 import random
 import re
+import shutil
+import tempfile
 
 from .base import Observation, state_digest
 from .prompting import SEARCH_TEMPLATE as SEARCH_ACTION
@@ -111,14 +113,28 @@ class SearchIndex:
 
     TOKENS = r"(?u)\b\w+\b"
 
-    def __init__(self, texts):
+    def __init__(self, texts, cache_dir=None):
+        """With `cache_dir`, the index is loaded from there when it was built for the same texts, and
+        saved there (atomically) otherwise."""
         import bm25s
         import Stemmer
 
         self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
         self.size = len(texts)
+        path = os.path.join(cache_dir, state_digest(*texts)) if cache_dir else None
+        if path and os.path.exists(os.path.join(path, "params.index.json")):
+            self.index = bm25s.BM25.load(path, show_progress=False)
+            return
         self.index = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
         self.index.index(self._tokenize(texts), show_progress=False)
+        if path:
+            os.makedirs(cache_dir, exist_ok=True)
+            tmp = tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-")
+            self.index.save(tmp, show_progress=False)
+            try:
+                os.rename(tmp, path)
+            except OSError:  # another process saved it first
+                shutil.rmtree(tmp)
 
     def _tokenize(self, texts):
         return self._bm25s.tokenize(
@@ -248,7 +264,8 @@ class Catalog:
         self.products = load_products(_read(self.root, "items"), _read(self.root, "attributes"))
         self.goals = load_goals(self.products, _read(self.root, "instructions"))
         self.by_asin = {p["asin"].lower(): p for p in self.products}
-        self.index = SearchIndex([product_text(p) for p in self.products])
+        cache = os.path.expanduser(os.environ.get("SPO3_CACHE", "~/.cache/openrlhf_3spo"))
+        self.index = SearchIndex([product_text(p) for p in self.products], os.path.join(cache, "webshop-index"))
 
     def search(self, query):
         return [self.products[i] for i in self.index.search(query.lower(), TOP_K)]
