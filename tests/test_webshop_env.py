@@ -165,6 +165,7 @@ def test_max_steps(root):
         (lambda d: d["items"][0].pop("name"), "B0SHOE0001 \\(record 0\\) has no name"),
         (lambda d: d["items"][1].update(customization_options={"Color": ["red"]}), "B0SHOE0002 has malformed customization_options"),
         (lambda d: d.update(items=[]), "holds no products"),
+        (lambda d: d.update(instructions={"B0BOTTLE01": [{"instruction_attributes": ["x"]}]}), "B0BOTTLE01 has no instruction text"),
     ],
 )
 def test_malformed_catalogs_name_the_record(tmp_path, change, message):
