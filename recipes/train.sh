@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Training on OpenRLHF's vLLM + DeepSpeed pipeline with the settings of the published ALFWorld and
+# WebShop results (GiGPO appendix, 3SPO scripts): 16 tasks x 8 per batch, actor lr 1e-6, KL 0.01 as
+# a loss (k3), temperature 1.0 (0.4 in evaluation), responses <= 512 tokens, history window 2;
+# ALFWorld: PPO mini-batch 256, prompts <= 2048 tokens, 50 steps; WebShop: mini-batch 64, prompts
+# <= 4096 tokens, 15 steps, reward 10 x success.
+#
+# The recipe files set ENV_NAME (alfworld or webshop), MODEL, GPUS, ESTIMATOR (3spo or group_norm)
+# and MODE (3spo or multiturn). Data, made once (with $ALFWORLD_DATA or $WEBSHOP_DATA set):
+#   openrlhf-3spo make-dataset alfworld --split train --out data/alfworld/train.jsonl
+#   openrlhf-3spo make-dataset alfworld --split valid_unseen --out data/alfworld/eval.jsonl
+#   openrlhf-3spo make-dataset webshop --split train --out data/webshop/train.jsonl
+#   openrlhf-3spo make-dataset webshop --split eval --out data/webshop/eval.jsonl
+# Extra arguments go to `openrlhf-3spo train`, e.g. --dry-run to check the configuration anywhere.
+set -euo pipefail
+: "${ENV_NAME:?}" "${MODEL:?}" "${GPUS:?}" "${ESTIMATOR:?}" "${MODE:?}"
+case "$ENV_NAME" in
+  alfworld) STEPS=50 MINI_BATCH=256 MAX_LEN=2560 ;;
+  webshop) STEPS=15 MINI_BATCH=64 MAX_LEN=4608 ;;
+  *) echo "ENV_NAME must be alfworld or webshop" >&2; exit 2 ;;
+esac
+DATA=${DATA:-data/$ENV_NAME}
+OUT=${OUT:-runs/${ENV_NAME}_${ESTIMATOR}_$(basename "$MODEL")}
+TP=${TP:-2}
+AGENT=$(python -c "from openrlhf_3spo.agents import agent_file; print(agent_file('$ENV_NAME', '$MODE'))")
+export SPO3_MAX_STEPS=$STEPS SPO3_HISTORY_LENGTH=2 SPO3_WEBSHOP_REWARD=success SPO3_ENV_WORKERS=${SPO3_ENV_WORKERS:-16}
+
+openrlhf-3spo train \
+  --actor.model_name_or_path "$MODEL" \
+  --actor.num_nodes 1 --actor.num_gpus_per_node "$GPUS" --ref.num_nodes 1 --ref.num_gpus_per_node "$GPUS" \
+  --train.colocate_all --vllm.num_engines $((GPUS / TP)) --vllm.tensor_parallel_size "$TP" \
+  --vllm.gpu_memory_utilization 0.6 --vllm.enable_sleep --ds.enable_sleep --vllm.enable_prefix_caching \
+  --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable \
+  --train.agent_func_path "$AGENT" \
+  --algo.advantage.estimator "$ESTIMATOR" \
+  --rollout.batch_size 16 --rollout.n_samples_per_prompt 8 --rollout.micro_batch_size 16 \
+  --train.batch_size "$MINI_BATCH" --train.micro_batch_size 8 --train.max_epochs 1 --train.num_episodes 150 \
+  --rollout.temperature 1.0 --eval.temperature 0.4 --rollout.max_new_tokens 512 --data.max_len "$MAX_LEN" \
+  --actor.adam.lr 1e-6 --algo.kl.use_loss --algo.kl.init_coef 0.01 --algo.kl.estimator k3 \
+  --data.prompt_dataset "$DATA/train.jsonl" --data.input_key input --data.label_key label \
+  --eval.dataset "$DATA/eval.jsonl" --eval.steps 10 --eval.n_samples_per_prompt 1 \
+  --ckpt.path "$OUT/ckpt" --ckpt.save_steps 10 --ckpt.load_enable \
+  --logger.tensorboard_dir "$OUT/tensorboard" \
+  "$@"
