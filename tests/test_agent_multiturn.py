@@ -85,3 +85,13 @@ def test_webshop_goal_through_openrlhfs_multiturn_executor(tokenizer):
     output = asyncio.run(executor.execute(row["input"], row["label"], SamplingParams(max_tokens=64), 8192, tokenizer, engine))
     assert output["reward"] == 10.0 and output["scores"] == 1.0 and len(output["action_ranges"]) == len(path)
     assert "Admissible actions: ['search[<your query>]']" in tokenizer.decode(engine.prompts[0])
+
+
+def test_bad_settings_name_the_variable(monkeypatch):
+    from openrlhf_3spo.agents.textenv import env_number
+
+    monkeypatch.setenv("SPO3_ENV_WORKERS", "four")
+    with pytest.raises(ValueError, match=r"\$SPO3_ENV_WORKERS must be a whole number, got 'four'"):
+        env_number("SPO3_ENV_WORKERS", 4)
+    monkeypatch.setenv("SPO3_OMEGA_K", "0.2")
+    assert env_number("SPO3_OMEGA_K", 0.1, float) == 0.2 and env_number("SPO3_UNSET_THING", 7) == 7

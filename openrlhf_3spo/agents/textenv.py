@@ -21,20 +21,13 @@ from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_pr
 from openrlhf_3spo.rollout.executor import SPO3Executor
 
 
-def env_float(name, default):
+def env_number(name, default, kind=int):
+    """A setting from the environment; a clear error names the variable when it is not a number."""
     value = os.environ.get(name, "")
     try:
-        return float(value) if value else default
+        return kind(value) if value else default
     except ValueError:
-        raise ValueError(f"${name} must be a number, got {value!r}") from None
-
-
-def env_int(name, default):
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value else default
-    except ValueError:
-        raise ValueError(f"${name} must be a whole number, got {value!r}") from None
+        raise ValueError(f"${name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
 
 
 def make_env(label):
@@ -44,7 +37,7 @@ def make_env(label):
     except json.JSONDecodeError:
         info = None
     env_name = info.get("env") if isinstance(info, dict) else None
-    steps = env_int("SPO3_MAX_STEPS", 0)
+    steps = env_number("SPO3_MAX_STEPS", 0)
     max_steps = {"max_steps": steps} if steps else {}
     if env_name == "alfworld":
         from openrlhf_3spo.envs.alfworld import ALFWorldEnv, game_file_of
@@ -66,11 +59,11 @@ async def make_remote_env(label):
 @functools.cache
 def env_pool():
     """One pool per process (per vLLM rollout actor), shared by all its concurrent episodes."""
-    return EnvPool(env_int("SPO3_ENV_WORKERS", 4))
+    return EnvPool(env_number("SPO3_ENV_WORKERS", 4))
 
 
 def history_length():
-    return env_int("SPO3_HISTORY_LENGTH", HISTORY_LENGTH)
+    return env_number("SPO3_HISTORY_LENGTH", HISTORY_LENGTH)
 
 
 def user_turn(tokenizer, content):
@@ -179,8 +172,8 @@ class SPO3TextEnvExecutor(SPO3Executor):
             None,  # connected on first use: the state-score actors start with the trainer
             self.env_name,
             history_length(),
-            omega_k=env_float("SPO3_OMEGA_K", 0.1),
-            invalid_penalty=env_float("SPO3_INVALID_PENALTY", 0.1),
+            omega_k=env_number("SPO3_OMEGA_K", 0.1, float),
+            invalid_penalty=env_number("SPO3_INVALID_PENALTY", 0.1, float),
             state_key=os.environ.get("SPO3_STATE_KEY", "env"),
         )
 
@@ -189,5 +182,5 @@ class SPO3TextEnvExecutor(SPO3Executor):
             from openrlhf_3spo.state.actor import StateScores
 
             name = os.environ.get("SPO3_STATE_ACTOR", "spo3-state")
-            self.scores = StateScores.connect(name, env_int("SPO3_SCORE_SHARDS", 1))
+            self.scores = StateScores.connect(name, env_number("SPO3_SCORE_SHARDS", 1))
         return await super().execute(*args, **kwargs)
