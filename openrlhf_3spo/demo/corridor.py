@@ -212,12 +212,13 @@ def _plot(results, path):
     for method, r in results.items():
         steps, success = zip(*r["curve"])
         ax.plot(steps, success, label=method.upper(), marker=".")
-    ax.set_xlabel("environment steps")
+    ax.set_xscale("log")  # the methods differ by orders of magnitude in steps
+    ax.set_xlabel("environment steps (log scale)")
     ax.set_ylabel("greedy success rate")
     ax.set_title("Combination-lock corridors: 3SPO vs trajectory-level GRPO")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
