@@ -48,12 +48,10 @@ class Timed:
 
 
 class InstantEngine:
-    """Answers at once: the right button with the first sample, wrong ones with the others."""
+    """Answers at once: sample i presses button "abc"[i % 3], so every group tries each button."""
 
-    def __init__(self, tokenizer, secret):
-        self.secret = secret
+    def __init__(self, tokenizer):
         self.answers = {b: tokenizer(f"<think>ok</think><action>press {b}</action>", add_special_tokens=False)["input_ids"] for b in "abc"}
-        self.cell_of = {}
 
     async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
         outputs = []
@@ -79,7 +77,7 @@ def overhead(args):
                 return Timed(LocalEnv(CorridorEnv(secret, task_id=f"c{len(secret)}", max_steps=30)), clock, "env")
 
             executor = SPO3Executor(make_env, scores, "alfworld")
-            engine = Timed(InstantEngine(tokenizer, secret), clock, "engine")
+            engine = Timed(InstantEngine(tokenizer), clock, "engine")
             label = {"label": secret, "trajectories": args.trajectories}
             out = await executor.execute("p", label, SamplingParams(max_tokens=32), 2048, tokenizer, engine)
             steps += len(out["step_samples"])  # one env step per sample

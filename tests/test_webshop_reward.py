@@ -1,6 +1,5 @@
 """WebShop purchase reward and search, against values worked out by hand."""
 
-import math
 
 import pytest
 

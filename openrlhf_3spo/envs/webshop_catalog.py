@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import random
-import re
 import string
 import sys
 
