@@ -53,6 +53,8 @@ def test_scores_match_the_formula_on_a_random_history():
             success[k] += won
     expected = state_score([total[k] for k in keys], [success[k] for k in keys], 31)
     np.testing.assert_array_equal(table.scores(keys), expected)
+    seen = [k for k in keys if total[k]]
+    assert sorted(table.all_scores().tolist()) == sorted(table.scores(seen).tolist())
 
 
 def test_table_grows_past_initial_capacity():

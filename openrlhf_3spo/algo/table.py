@@ -117,6 +117,10 @@ class StateTable:
         n_total, n_success = self._counts(keys)
         return state_score_unchecked(n_total, n_success, self.t, self.alpha, self.xi, self.zeta, self.eps)
 
+    def all_scores(self):
+        """Eq. 1 for every state in the table (for metrics), without looking keys up."""
+        return state_score_unchecked(self._count[:, 0], self._count[:, 1], self.t, self.alpha, self.xi, self.zeta, self.eps)
+
     def n_total(self, keys):
         return self._counts(keys)[0]
 
