@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# ALFWorld, Qwen/Qwen2.5-7B-Instruct, 8 GPUs: GRPO baseline: OpenRLHF's group_norm on trajectory rewards, same env and prompts.
-ENV_NAME=alfworld MODEL=Qwen/Qwen2.5-7B-Instruct GPUS=8 ESTIMATOR=group_norm MODE=multiturn exec bash "$(dirname "$0")/train.sh" "$@"
+# ALFWorld, Qwen/Qwen2.5-7B-Instruct, 8 GPUs: GRPO baseline: step-wise GRPO (trajectory group_norm advantage on every step), same env, prompts and caps as 3SPO.
+ENV_NAME=alfworld MODEL=Qwen/Qwen2.5-7B-Instruct GPUS=8 ESTIMATOR=group_norm MODE=grpo exec bash "$(dirname "$0")/train.sh" "$@"

@@ -6,7 +6,7 @@
 # <= 4096 tokens, 15 steps, reward 10 x success.
 #
 # The recipe files set ENV_NAME (alfworld or webshop), MODEL, GPUS, ESTIMATOR (3spo or group_norm)
-# and MODE (3spo or multiturn). Data, made once (with $ALFWORLD_DATA or $WEBSHOP_DATA set):
+# and MODE (3spo, grpo, or multiturn: OpenRLHF's growing-context mode, with group_norm). Data, made once (with $ALFWORLD_DATA or $WEBSHOP_DATA set):
 #   openrlhf-3spo make-dataset alfworld --split train --out data/alfworld/train.jsonl
 #   openrlhf-3spo make-dataset alfworld --split valid_unseen --out data/alfworld/eval.jsonl
 #   openrlhf-3spo make-dataset webshop --split train --out data/webshop/train.jsonl

@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# WebShop, Qwen/Qwen2.5-1.5B-Instruct, 2 x H100: GRPO baseline: OpenRLHF's group_norm on trajectory rewards, same env and prompts.
-ENV_NAME=webshop MODEL=Qwen/Qwen2.5-1.5B-Instruct GPUS=2 ESTIMATOR=group_norm MODE=multiturn exec bash "$(dirname "$0")/train.sh" "$@"
+# WebShop, Qwen/Qwen2.5-1.5B-Instruct, 2 x H100: GRPO baseline: step-wise GRPO (trajectory group_norm advantage on every step), same env, prompts and caps as 3SPO.
+ENV_NAME=webshop MODEL=Qwen/Qwen2.5-1.5B-Instruct GPUS=2 ESTIMATOR=group_norm MODE=grpo exec bash "$(dirname "$0")/train.sh" "$@"

@@ -50,11 +50,14 @@ def act(action):
     return f"<think>...</think><action>{action}</action>"
 
 
-def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None, state_key="env"):
+PAPER = {"write_off": "paper", "tried_pairs": "filter"}  # the paper's literal rules
+
+
+def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None, **rules):
     async def make_env(label):
         return LocalEnv(CorridorEnv(secret))
 
-    executor = SPO3Executor(make_env, scores, "alfworld", state_key=state_key)
+    executor = SPO3Executor(make_env, scores, "alfworld", g_max=scores.actor.g_max, **rules)
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=logprobs)
     label = {"label": "corridor", "trajectories": budget}
@@ -67,10 +70,34 @@ def test_hand_worked_trace_with_groups_ranking_backtracking_and_tried_pairs(toke
     cell 0: "press b" stays (R = 0), "press a" moves on (R = 0.5 novelty)          -> group 0
     cell 1: "press b" wins (R = 0.5 + 0.5 success), "press c" stays (R = 0)        -> group 1
     trajectory 1 wins; budget 2 keeps one branch: the most recent, cell 1 after "press c".
-    cell 1 again: both pairs tried -> no group; the first candidate is taken, untrained, and wins."""
+    cell 1 again: both pairs tried before. Default rules: the group keeps both samples (trained),
+    the tried pairs only order the candidates (both tried: by reward), and the continuation is
+    recorded from its branch point (cell 1) on."""
     scores = LocalStateScores(alpha=1.0, g_max=2)
     script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
-    out, engine = run(tokenizer, script, scores, budget=2, logprobs=0)
+    out, engine = run(tokenizer, script, scores, budget=2)
+    assert [(c, n) for c, n, _ in engine.calls] == [(0, 2), (1, 2), (1, 2)]
+    assert [(s["action"], s["reward"], s["trained"]) for s in out["step_samples"]] == [
+        ("press b", 0.0, True),
+        ("press a", 0.5, True),
+        ("press b", 1.0, True),
+        ("press c", 0.0, True),
+        ("press b", 1.0, True),
+        ("press c", 0.0, True),
+    ]
+    assert out["trajectories"] == [
+        {"keys": [key(0), key(1), key(2)], "won": True},
+        {"keys": [key(1), key(2)], "won": True},  # from the branch point on
+    ]
+
+
+def test_hand_worked_trace_under_the_papers_literal_rules(tokenizer):
+    """As above with write_off="paper", tried_pairs="filter": at cell 1 again both pairs were tried,
+    so no group forms; the first candidate is taken, untrained, and wins; the continuation records
+    the whole trajectory."""
+    scores = LocalStateScores(alpha=1.0, g_max=2)
+    script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
+    out, engine = run(tokenizer, script, scores, budget=2, logprobs=0, **PAPER)
     assert [(c, n) for c, n, _ in engine.calls] == [(0, 2), (1, 2), (1, 2)]
     samples = out["step_samples"]
     assert [(s["action"], s["reward"], s["trained"]) for s in samples] == [
@@ -125,19 +152,41 @@ def test_n_is_one_in_solved_states_and_zero_in_written_off_ones(tokenizer):
     assert out["trajectories"] == [{"keys": [key(0), key(1), key(2)], "won": True}]
 
     dead = LocalStateScores(xi=2)
-    dead.record([[key(0)]] * 2, [False, False])  # N_fail = 2 >= xi, SR = 0: S = 0, n = 0
+    dead.record([[key(0), key(1)]] * 2, [False, False])  # N_fail = 2 >= xi, SR = 0: S = 0, n = 0
     dead.advance()
-    out, engine = run(tokenizer, script, dead, budget=3)
+    out, engine = run(tokenizer, script, dead, budget=3, **PAPER)
     assert engine.calls == [] and out["trajectories"] == [] and out["truncated_trajectories"] == 1
+    assert out["written_off"]
+    # default rules: the start state is never truncated (n from the score without the write-off
+    # rule: SR = 0 -> 1, n = 8), but the written-off inner state (cell 1) is
+    script = {0: [act("press a")] * 8}
+    out, engine = run(tokenizer, script, dead, budget=3)
+    assert [(c, n) for c, n, _ in engine.calls] == [(0, 8)]
+    assert out["written_off"] and out["truncated_trajectories"] == 1 and out["trajectories"] == []
+    assert [s["trained"] for s in out["step_samples"]] == [True] * 8
 
 
-def test_duplicates_in_a_group_are_skipped_and_cut_off_outputs_are_invalid(tokenizer):
+DUPLICATES = {
+    0: [act("press a"), act("press a"), (act("press c"), "length"), "no tag at all"],
+    1: [act("press b")] * 4,
+}
+
+
+def test_groups_keep_every_sample_and_cut_off_outputs_are_invalid(tokenizer):
     scores = LocalStateScores(alpha=1.0, g_max=4)
-    script = {
-        0: [act("press a"), act("press a"), (act("press c"), "length"), "no tag at all"],
-        1: [act("press b")] * 4,
-    }
-    out, engine = run(tokenizer, script, scores, budget=1)
+    out, engine = run(tokenizer, DUPLICATES, scores, budget=1)
+    at_0 = [s for s in out["step_samples"] if s["state_key"] == key(0)]
+    # all four samples, duplicates included (on-policy, as GRPO); cut-off and untagged outputs are invalid
+    assert [(s["action"], s["invalid"], s["novel"]) for s in at_0] == [
+        ("press a", False, True), ("press a", False, True), ("", True, False), ("", True, False)]
+    assert [s["reward"] for s in at_0] == pytest.approx([0.5, 0.5, -0.1, -0.1])
+    at_1 = [s for s in out["step_samples"] if s["state_key"] == key(1)]
+    assert len(at_1) == 4 and all(s["trained"] and s["reward"] == 1.0 for s in at_1)
+
+
+def test_duplicates_in_a_group_are_skipped_under_the_papers_rule(tokenizer):
+    scores = LocalStateScores(alpha=1.0, g_max=4)
+    out, engine = run(tokenizer, DUPLICATES, scores, budget=1, **PAPER)
     at_0 = [s for s in out["step_samples"] if s["state_key"] == key(0)]
     # the second "press a" repeats a pair tried in this group; the cut-off and untagged outputs are invalid
     assert [(s["action"], s["invalid"]) for s in at_0] == [("press a", False), ("", True), ("", True)]
@@ -179,7 +228,7 @@ def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
     async def make_env(label):
         return LocalEnv(CorridorEnv(label, task_id=f"corridor-{label}"))
 
-    executor = SPO3Executor(make_env, scores, "alfworld")
+    executor = SPO3Executor(make_env, scores, "alfworld", g_max=2)
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(max_tokens=32)
 
@@ -200,15 +249,16 @@ def test_max_tokens_none_means_the_context_left(tokenizer):
     scores = LocalStateScores(alpha=1.0, g_max=2)
     script = {0: [act("press a")] * 2, 1: [act("press b")] * 2}
     out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=None)
-    contexts = [s["context_ids"] for s in out["step_samples"]]
+    contexts = [s["context_ids"] for s in out["step_samples"][::2]]  # one group of two per state
     assert engine.max_tokens == [1000 - len(contexts[0]), 1000 - len(contexts[1])]
     out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=20)
     assert engine.max_tokens == [20, 20]
 
 
-def test_unknown_state_key_mode_is_refused():
-    with pytest.raises(ValueError, match="state_key"):
-        SPO3Executor(None, None, "alfworld", state_key="pixels")
+@pytest.mark.parametrize("rule", ["state_key", "n_rule", "write_off", "tried_pairs"])
+def test_unknown_rules_are_refused(rule):
+    with pytest.raises(ValueError, match=rule):
+        SPO3Executor(None, None, "alfworld", **{rule: "pixels"})
 
 
 def test_task_obs_keys_follow_the_text(tokenizer):

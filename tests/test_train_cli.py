@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from openrlhf_3spo.agents import agent_file
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*_*.sh")))
 ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
@@ -35,11 +37,12 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path):
     assert estimator == ("3spo" if "_3spo_" in recipe else "group_norm")
     env = os.path.basename(recipe).split("_")[0]
     assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(
-        f"{env}_3spo.py" if estimator == "3spo" else f"{env}_multiturn.py"
+        f"{env}_3spo.py" if estimator == "3spo" else f"{env}_grpo.py"
     )
     assert config["spo3"] == {
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
         "gamma": 0.0, "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
+        "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer",
     }
     assert not os.listdir(tmp_path)  # nothing started, nothing written
 
@@ -61,6 +64,11 @@ def test_alias_and_flags_resolve():
         (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--spo3.alpha", "0"], "--spo3.alpha must be > 0"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--train.async_enable"], "synchronous rollouts"),
         (["--spo3.state_key", "pixels"], "argument --spo3.state_key: invalid choice"),
+        (["--spo3.write_off", "never"], "argument --spo3.write_off: invalid choice"),
+        (["--advantage_estimator", "group_norm", "--train.agent_func_path", AGENT_3SPO],
+         "alfworld_3spo.py trains with --advantage_estimator 3spo, not group_norm"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
+         "alfworld_grpo.py trains with --advantage_estimator group_norm, not 3spo"),
         (["--advantage_estimator", "ppo2"], "argument --algo.advantage.estimator: invalid choice"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         # OpenRLHF's own assert, as one line too

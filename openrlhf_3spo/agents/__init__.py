@@ -1,19 +1,37 @@
 """Agent functions for OpenRLHF's --train.agent_func_path, one file per env and mode.
 
-    alfworld_multiturn.py   ALFWorld in OpenRLHF's plain multi-turn mode (the GRPO baseline)
-    alfworld_3spo.py        ALFWorld with the 3SPO executor
-    webshop_multiturn.py    WebShop, plain multi-turn mode
-    webshop_3spo.py         WebShop with the 3SPO executor
+    alfworld_3spo.py        ALFWorld with the 3SPO executor (--advantage_estimator 3spo)
+    alfworld_grpo.py        ALFWorld, step-wise GRPO: the baseline (--advantage_estimator group_norm)
+    alfworld_multiturn.py   ALFWorld in OpenRLHF's own growing-context multi-turn mode
+    webshop_3spo.py, webshop_grpo.py, webshop_multiturn.py: the same for WebShop
+
+The 3SPO and GRPO modes yield one training sample per step (their executor class names the estimator
+it trains with in `advantage_estimator`); the multi-turn mode yields one per episode.
 """
 
+import functools
+import importlib.util
 import os
 
 AGENTS_DIR = os.path.dirname(os.path.abspath(__file__))
+MODES = ("3spo", "grpo", "multiturn")
 
 
 def agent_file(env_name, mode):
-    """Path of the agent-function file for an env ("alfworld") and mode ("multiturn")."""
+    """Path of the agent-function file for an env ("alfworld") and mode ("3spo", "grpo", "multiturn")."""
     path = os.path.join(AGENTS_DIR, f"{env_name}_{mode}.py")
     if not os.path.exists(path):
         raise ValueError(f"no agent function for env {env_name!r} in mode {mode!r} ({path})")
     return path
+
+
+@functools.cache
+def step_estimator(agent_func_path):
+    """The advantage estimator of an agent file whose executor yields step samples ("3spo",
+    "group_norm"), or None. Loads the file as OpenRLHF's rollout actors do."""
+    if not agent_func_path:
+        return None
+    spec = importlib.util.spec_from_file_location("agent_module", agent_func_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module.AgentExecutor, "advantage_estimator", None)

@@ -6,7 +6,8 @@ SPO3_ENV_WORKERS (env worker processes per rollout actor, default 4), SPO3_HISTO
 SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA, WEBSHOP_DATA, SPO3_WEBSHOP_REWARD (success: 10 x
 success, or score: the raw score); for 3SPO also SPO3_STATE_ACTOR (the state-score
 actors' name, default "spo3-state"), SPO3_SCORE_SHARDS (default 1), SPO3_OMEGA_K (default 0.1),
-SPO3_INVALID_PENALTY (default 0.1).
+SPO3_INVALID_PENALTY (default 0.1), SPO3_G_MAX (default 8), SPO3_STATE_KEY, SPO3_N_RULE,
+SPO3_WRITE_OFF and SPO3_TRIED_PAIRS (the executor's rules; `openrlhf-3spo train` sets them all).
 """
 
 import functools
@@ -19,6 +20,7 @@ from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
 from openrlhf_3spo.envs.pool import EnvPool
 from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
 from openrlhf_3spo.rollout.executor import SPO3Executor
+from openrlhf_3spo.rollout.grpo import GRPOExecutor
 
 
 def env_number(name, default, kind=int):
@@ -175,6 +177,10 @@ class SPO3TextEnvExecutor(SPO3Executor):
             omega_k=env_number("SPO3_OMEGA_K", 0.1, float),
             invalid_penalty=env_number("SPO3_INVALID_PENALTY", 0.1, float),
             state_key=os.environ.get("SPO3_STATE_KEY", "env"),
+            g_max=env_number("SPO3_G_MAX", 8),
+            n_rule=os.environ.get("SPO3_N_RULE", "adaptive"),
+            write_off=os.environ.get("SPO3_WRITE_OFF", "branch"),
+            tried_pairs=os.environ.get("SPO3_TRIED_PAIRS", "steer"),
         )
 
     async def execute(self, *args, **kwargs):
@@ -184,3 +190,12 @@ class SPO3TextEnvExecutor(SPO3Executor):
             name = os.environ.get("SPO3_STATE_ACTOR", "spo3-state")
             self.scores = StateScores.connect(name, env_number("SPO3_SCORE_SHARDS", 1))
         return await super().execute(*args, **kwargs)
+
+
+class GRPOTextEnvExecutor(GRPOExecutor):
+    """Step-wise GRPO over the env of `env_name`, envs in this process's worker pool: the baseline."""
+
+    env_name = None
+
+    def __init__(self):
+        super().__init__(make_remote_env, self.env_name, history_length())

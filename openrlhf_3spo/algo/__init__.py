@@ -1,6 +1,9 @@
 """Pure 3SPO math: no Ray, no OpenRLHF."""
 
-from .formulas import ADVANTAGE_NORMS, adaptive_n, group_advantages, novelty_weight, state_score, step_reward
+from .formulas import (
+    ADVANTAGE_NORMS, adaptive_n, group_advantages, novelty_weight, state_score, step_reward,
+    trajectory_advantages,
+)
 from .table import StateTable
 
 __all__ = [
@@ -11,4 +14,5 @@ __all__ = [
     "novelty_weight",
     "state_score",
     "step_reward",
+    "trajectory_advantages",
 ]

@@ -50,10 +50,12 @@ def _as_scores(name, value):
     return array
 
 
-def state_score(n_total, n_success, t, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6):
+def state_score(n_total, n_success, t, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6, write_off=True):
     """Eq. 1: S(s) = 1 if unseen; 0 if N_fail >= xi and SR <= zeta; else exp(-alpha * ln(t) * SR).
 
     SR = N_success / (N_total + eps); t is the global trajectory counter (recorded trajectories + 1).
+    With write_off=False the truncation rule is left out: the score a written-off state would have
+    without it (used where a dead end must not look like a solved state).
     """
     n_total = _as_counts("n_total", n_total)
     n_success = _as_counts("n_success", n_success)
@@ -68,14 +70,15 @@ def state_score(n_total, n_success, t, alpha=50.0, xi=10.0, zeta=0.1, eps=1e-6):
         raise ValueError(f"zeta must lie in [0, 1], got {zeta!r}")
     _check_positive("eps", eps, allow_zero=True)
 
-    return state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps)
+    return state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps, write_off)
 
 
-def state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps):
+def state_score_unchecked(n_total, n_success, t, alpha, xi, zeta, eps, write_off=True):
     """Eq. 1 on arrays already known to be valid (the StateTable's own counts): the hot path."""
     success_rate = n_success / (n_total + eps)
     score = np.asarray(np.maximum(np.exp(-alpha * np.log(t) * success_rate), _MIN_POSITIVE_SCORE))
-    score[(n_total - n_success >= xi) & (success_rate <= zeta)] = 0.0
+    if write_off:
+        score[(n_total - n_success >= xi) & (success_rate <= zeta)] = 0.0
     score[n_total == 0] = 1.0
     return score
 
@@ -150,3 +153,27 @@ def group_advantages(rewards, group_ids, norm="mean_std", eps=1e-6):
         std = np.sqrt(sq_dev / np.maximum(size - 1, 1))
         centred = centred / (std[group] + eps)
     return np.where(size[group] >= 2, centred, 0.0)
+
+
+def trajectory_advantages(returns, group_ids, trajectory_ids, norm="mean_std", eps=1e-6):
+    """Trajectory-level GRPO over step samples (verl-agent's GRPO on multi-turn tasks): each
+    trajectory's return is normalised within its group (the B trajectories of a task), and that
+    advantage is given to every step of the trajectory.
+
+    returns, group_ids, trajectory_ids: (steps,), one row per step sample; the steps of one trajectory
+    carry its return. -> (steps,) advantages.
+    """
+    returns = _as_array("returns", returns)
+    group_ids, trajectory_ids = np.asarray(group_ids), np.asarray(trajectory_ids)
+    if not returns.ndim == group_ids.ndim == trajectory_ids.ndim == 1 or not len(returns) == len(group_ids) == len(trajectory_ids):
+        raise ValueError(
+            f"mismatched lengths: returns{returns.shape}, group_ids{group_ids.shape}, "
+            f"trajectory_ids{trajectory_ids.shape} must be 1-D and equal"
+        )
+    if len(returns) == 0:
+        return np.zeros(0)
+    _, first, trajectory = np.unique(trajectory_ids, return_index=True, return_inverse=True)
+    if np.any(returns != returns[first][trajectory]) or np.any(group_ids != group_ids[first][trajectory]):
+        raise ValueError("the steps of one trajectory must share its return and group id")
+    per_trajectory = group_advantages(returns[first], group_ids[first], norm, eps)
+    return per_trajectory[trajectory]

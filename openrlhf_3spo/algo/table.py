@@ -105,27 +105,31 @@ class StateTable:
         unsorted[order] = rows
         return unsorted
 
-    def _counts(self, keys):
+    def counts(self, keys):
+        """(N_total, N_success) arrays for the keys; 0 where unseen."""
         order, rows = self._find(*key_digests(keys))
         counts = np.zeros((len(rows), 2), np.int64)
         if len(self):
             counts[order] = np.where(rows[:, None] >= 0, self._count[rows], 0)  # gathered in row order
         return counts[:, 0], counts[:, 1]
 
-    def scores(self, keys):
-        """Eq. 1 for each key at the current t; unseen keys score 1."""
-        n_total, n_success = self._counts(keys)
-        return state_score_unchecked(n_total, n_success, self.t, self.alpha, self.xi, self.zeta, self.eps)
+    def scores(self, keys, write_off=True):
+        """Eq. 1 for each key at the current t; unseen keys score 1 (write_off: see `state_score`)."""
+        return self.score_counts(*self.counts(keys), write_off=write_off)
+
+    def score_counts(self, n_total, n_success, write_off=True):
+        """Eq. 1 at the current t for counts this table returned."""
+        return state_score_unchecked(n_total, n_success, self.t, self.alpha, self.xi, self.zeta, self.eps, write_off)
 
     def all_scores(self):
         """Eq. 1 for every state in the table (for metrics), without looking keys up."""
         return state_score_unchecked(self._count[:, 0], self._count[:, 1], self.t, self.alpha, self.xi, self.zeta, self.eps)
 
     def n_total(self, keys):
-        return self._counts(keys)[0]
+        return self.counts(keys)[0]
 
     def n_success(self, keys):
-        return self._counts(keys)[1]
+        return self.counts(keys)[1]
 
     def record(self, trajectory_keys, won):
         """Records finished trajectories: every distinct key of a trajectory gets N_total += 1,

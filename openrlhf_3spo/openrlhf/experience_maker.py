@@ -1,8 +1,11 @@
-"""RemoteExperienceMaker with step-group advantages for `--advantage_estimator 3spo`.
+"""RemoteExperienceMaker with the advantages of the step-sample agent modes.
 
-OpenRLHF's own estimators reshape rewards to (prompts, n_samples_per_prompt); 3SPO's groups are the
-candidates at one state, of any size, named by explicit group ids. Every other estimator is the
-parent's code, untouched.
+OpenRLHF's own estimators reshape rewards to (prompts, n_samples_per_prompt); step samples come in
+groups of any size, named by explicit ids:
+- `3spo`: the group is the candidates at one state; step-group advantages.
+- `group_norm` over step samples that carry a trajectory id (the step-wise GRPO mode): each
+  trajectory's return is normalised over its task's trajectories and given to each of its steps.
+Every other case is the parent's code, untouched.
 """
 
 import torch
@@ -10,9 +13,10 @@ from openrlhf.models.utils import compute_reward
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties
 
-from openrlhf_3spo.algo import group_advantages
+from openrlhf_3spo.algo import group_advantages, trajectory_advantages
 
 GROUP_KEY = "spo3_group"  # Experience.info key: the step's group id (an integer within the batch)
+TRAJECTORY_KEY = "spo3_trajectory"  # Experience.info key: the step's trajectory id (GRPO mode)
 
 
 class SPO3ExperienceMaker(RemoteExperienceMaker):
@@ -28,7 +32,9 @@ class SPO3ExperienceMaker(RemoteExperienceMaker):
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):
         args = self.strategy.args
-        if args.algo.advantage.estimator != "3spo":
+        estimator = args.algo.advantage.estimator
+        step_grpo = estimator == "group_norm" and bool(experiences) and TRAJECTORY_KEY in experiences[0].info
+        if estimator != "3spo" and not step_grpo:
             return super().compute_advantages_and_returns(experiences)
 
         for experience in experiences:
@@ -37,7 +43,11 @@ class SPO3ExperienceMaker(RemoteExperienceMaker):
 
         rewards = torch.cat([e.rewards for e in experiences]).cpu().numpy()
         groups = torch.cat([e.info[GROUP_KEY] for e in experiences]).cpu().numpy()
-        advantages = torch.from_numpy(group_advantages(rewards, groups, norm=args.spo3.adv_norm))
+        if step_grpo:
+            trajectories = torch.cat([e.info[TRAJECTORY_KEY] for e in experiences]).cpu().numpy()
+            advantages = torch.from_numpy(trajectory_advantages(rewards, groups, trajectories))
+        else:
+            advantages = torch.from_numpy(group_advantages(rewards, groups, norm=args.spo3.adv_norm))
         for experience, advantage in zip(experiences, advantages.split([len(e.rewards) for e in experiences])):
             # as OpenRLHF's group estimators: the step's advantage at its last action token, the KL
             # penalty per token, returns summed back over the action (gamma 1), no batch whitening

@@ -1,11 +1,12 @@
-"""SamplesGenerator for 3SPO: one Experience per trained step sample.
+"""SamplesGenerator for the step-sample agent modes (3SPO, and the step-wise GRPO baseline): one
+Experience per trained step sample.
 
-The 3SPO executor returns a whole task per call: its step samples and finished trajectories. Each
+Their executors return a whole task per call: its step samples and finished trajectories. Each
 trained step becomes a single-turn response (context + action tokens) that OpenRLHF's own code turns
 into an Experience, so masks, truncation and log-probs are handled as for any other sample; its
-group id, score, n and reward parts ride in `info`. Finished trajectories are staged in the
-state-score table right away: they count only from the next version, which the experience maker
-starts once the batch's advantages are computed.
+group id (and, for GRPO, trajectory id), score, n and reward parts ride in `info`. Under 3SPO, the
+finished trajectories are staged in the state-score table right away: they count only from the next
+version, which the experience maker starts once the batch's advantages are computed.
 """
 
 import hashlib
@@ -14,9 +15,10 @@ import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY
+from openrlhf_3spo.agents import step_estimator
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY
 
-STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight")
+STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
 
 
 def group_number(group_id: str) -> int:
@@ -32,13 +34,14 @@ class SPO3SamplesGenerator(SamplesGenerator):
         self.state_scores = state_scores_for(self.args)
         self.spo3_stats = {}
 
-    def _is_3spo(self):
-        return self.args.algo.advantage.estimator == "3spo"
+    def _yields_steps(self):
+        """The agent function yields step samples (3SPO and step-wise GRPO modes)."""
+        return step_estimator(self.args.train.agent_func_path) is not None
 
     def generate_samples(self, **generate_kwargs):
-        """3SPO trains on all step samples of one batch of prompts, so that no step group is split
+        """Step modes train on all step samples of one batch of prompts, so that no group is split
         across training steps (OpenRLHF's chunking counts n_samples_per_prompt per prompt)."""
-        if not self._is_3spo():
+        if not self._yields_steps():
             return super().generate_samples(**generate_kwargs)
         if getattr(self, "_dataloader_iter", None) is None:
             self._dataloader_iter = iter(self.prompts_dataloader)
@@ -54,9 +57,9 @@ class SPO3SamplesGenerator(SamplesGenerator):
         return experiences, None, consumed, exhausted
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, **generate_kwargs):
-        if self._is_3spo():
+        if self._yields_steps():
             # one executor call per task; its budget: n_samples_per_prompt trajectories
-            version = self.state_scores.current_version()
+            version = self.state_scores.current_version() if self.state_scores is not None else None
             budget = self.args.rollout.n_samples_per_prompt
             labels = [{"label": label, "trajectories": budget, "version": version} for label in labels]
             generate_kwargs = dict(generate_kwargs, n_samples_per_prompt=1)
@@ -64,7 +67,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
 
     def _generate_vllm(self, *args, **kwargs):
         experiences, consumed, exhausted = super()._generate_vllm(*args, **kwargs)
-        if self._is_3spo():  # one list of step Experiences per task
+        if self._yields_steps():  # one list of step Experiences per task
             experiences = [e for task in experiences for e in task]
         return experiences, consumed, exhausted
 
@@ -88,10 +91,12 @@ class SPO3SamplesGenerator(SamplesGenerator):
                 "reward": step["reward"],
                 "scores": step["reward"],
                 "truncated": step["cut_off"],
-                "extra_logs": {name: float(step[name]) for name in STEP_INFO},
+                "extra_logs": {name: float(step[name]) for name in STEP_INFO if name in step},
             }
             experience = super()._process_response_into_experience(single_turn, **generate_kwargs)
             experience.info[GROUP_KEY] = torch.tensor([group_number(step["group_id"])])
+            if "trajectory_id" in step:
+                experience.info[TRAJECTORY_KEY] = torch.tensor([group_number(step["trajectory_id"])])
             experiences.append(experience)
         self._count(response)
         return experiences
@@ -101,6 +106,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
         steps = response["step_samples"]
         stats = self.spo3_stats
         stats["tasks"] = stats.get("tasks", 0) + 1
+        stats["written_off_tasks"] = stats.get("written_off_tasks", 0) + response.get("written_off", False)
         stats["steps"] = stats.get("steps", 0) + len(steps)
         stats["trained_steps"] = stats.get("trained_steps", 0) + sum(s["trained"] for s in steps)
         stats["trajectories"] = stats.get("trajectories", 0) + len(response["trajectories"]) + response["truncated_trajectories"]
@@ -119,6 +125,8 @@ class SPO3SamplesGenerator(SamplesGenerator):
             "spo3/truncation_rate": stats["truncated_trajectories"] / max(stats["trajectories"], 1),
             "spo3/success_rate": stats["won_trajectories"] / max(stats["trajectories"], 1),
             "spo3/steps_per_task": stats["steps"] / stats["tasks"],
+            # tasks the paper's write-off rule would truncate at their start state
+            "spo3/written_off_tasks": stats["written_off_tasks"],
         }
         metrics.update({f"spo3/steps_with_{k}": v / max(stats["steps"], 1) for k, v in stats.items() if k.startswith("n_")})
         return metrics

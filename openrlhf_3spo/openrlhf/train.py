@@ -17,6 +17,10 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from unittest import mock
 
+from openrlhf_3spo.agents import step_estimator
+from openrlhf_3spo.algo import ADVANTAGE_NORMS
+from openrlhf_3spo.rollout.executor import N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES
+
 ESTIMATOR_DEST = "algo.advantage.estimator"
 # (name, type, default, help); choices where a flag has them
 SPO3_FLAGS = [
@@ -26,6 +30,11 @@ SPO3_FLAGS = [
     ("omega_k", float, 0.1, "step reward: novelty weight w = 0.5 * exp(-omega_k * N_total(s_t))"),
     ("g_max", int, 8, "adaptive rollout: n = ceil(g_max * S(s_t)) candidates at a state"),
     ("state_key", str, "env", "state key: env (the env's state), task_obs or obs (observation text)"),
+    ("n_rule", str, "adaptive", "adaptive: n = ceil(g_max * S(s_t)); fixed: n = g_max at every state (ablation)"),
+    ("write_off", str, "branch", "branch: a task's start state is never truncated, a backtracked continuation "
+     "counts from its branch point, dead ends rank last; paper: the paper's literal rule (ablation)"),
+    ("tried_pairs", str, "steer", "steer: tried (state, action) pairs rank after untried ones, groups keep all n "
+     "samples; filter: the paper's literal rule, tried pairs leave the group (ablation)"),
     ("adv_norm", str, "mean_std", "step-group advantage: mean_std or mean"),
     ("gamma", float, 0.0, "discount of later step rewards along the continued path (only 0 is supported)"),
     ("history_length", int, 2, "past (observation, action) pairs shown in each step's prompt"),
@@ -33,7 +42,10 @@ SPO3_FLAGS = [
     ("score_shards", int, 1, "state-score actors; keys are split among them by a stable hash"),
     ("state_actor", str, "spo3-state", "name of the state-score Ray actors"),
 ]
-CHOICES = {"state_key": ("env", "task_obs", "obs"), "adv_norm": ("mean_std", "mean")}
+CHOICES = {
+    "state_key": STATE_KEYS, "adv_norm": ADVANTAGE_NORMS, "n_rule": N_RULES, "write_off": WRITE_OFF_RULES,
+    "tried_pairs": TRIED_PAIR_RULES,
+}
 
 
 class _DryRun(Exception):
@@ -45,12 +57,17 @@ class _DryRun(Exception):
 def problems(ns):
     """One line per inconsistent 3SPO setting (flat namespace, as parsed)."""
     get = lambda name: getattr(ns, f"spo3.{name}")  # noqa: E731
-    if getattr(ns, ESTIMATOR_DEST) != "3spo":
+    estimator, agent = getattr(ns, ESTIMATOR_DEST), getattr(ns, "train.agent_func_path")
+    agent_estimator = step_estimator(agent) if agent and os.path.isfile(agent) else None
+    if agent_estimator and agent_estimator != estimator:
+        return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
+                f"not {estimator}"]
+    if estimator != "3spo":
         return []
     found = []
-    if not getattr(ns, "train.agent_func_path"):
-        found.append("--advantage_estimator 3spo needs --train.agent_func_path (a 3SPO agent function, "
-                     "e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
+    if agent_estimator != "3spo":
+        found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
+                     "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
     checks = [
         (get("g_max") >= 2, f"--spo3.g_max must be >= 2 (n candidates per state), got {get('g_max')}"),
         (get("alpha") > 0, f"--spo3.alpha must be > 0, got {get('alpha')}"),
@@ -92,6 +109,10 @@ def executor_env(ns):
         "SPO3_INVALID_PENALTY": str(get("invalid_penalty")),
         "SPO3_HISTORY_LENGTH": str(get("history_length")),
         "SPO3_STATE_KEY": get("state_key"),
+        "SPO3_G_MAX": str(get("g_max")),
+        "SPO3_N_RULE": get("n_rule"),
+        "SPO3_WRITE_OFF": get("write_off"),
+        "SPO3_TRIED_PAIRS": get("tried_pairs"),
     }
 
 
@@ -115,8 +136,7 @@ def _openrlhf_patched(argv, dry_run):
         if found:
             _one_line_error(found[0])
         if not dry_run and not ray.is_initialized():
-            env = executor_env(ns) if getattr(ns, ESTIMATOR_DEST) == "3spo" else {}
-            ray.init(runtime_env=ray_runtime_env(env))
+            ray.init(runtime_env=ray_runtime_env(executor_env(ns)))
         return ns
 
     def strategy_after_spo3(args):

@@ -1,28 +1,44 @@
-"""The 3SPO agent executor (DESIGN.md, "Adaptive rollout"), inside OpenRLHF's vLLM rollout actors.
+"""The 3SPO agent executor, inside OpenRLHF's vLLM rollout actors.
 
-For one task, with a budget of B trajectories (OpenRLHF's --rollout.n_samples_per_prompt):
-at each decision point s_t it reads S(s_t) and n = ceil(G_max S(s_t)) from the state-score snapshot;
-n = 0 truncates the trajectory, n = 1 takes one action (logged, not trained), n >= 2 asks the
-engine once for n samples of the same context, runs each candidate in its own fork of the env,
-scores each with the step reward (eq. 2), and makes the candidates one group. The path goes on
-along the best-ranked candidate; the others wait on a stack, and when a trajectory ends the
-executor backtracks to the most recent decision point with candidates left. (state, action) pairs
-tried before, in this batch or earlier, are skipped.
+For one task, with a budget of B trajectories (OpenRLHF's --rollout.n_samples_per_prompt): at each
+decision point s_t it reads S(s_t) and n = ceil(G_max S(s_t)) from the state-score snapshot (eq. 3);
+n = 0 truncates the trajectory, n = 1 takes one action (not trained), n >= 2 asks the engine once
+for n samples of the same context, runs each distinct action in its own fork of the env, scores it
+with the step reward (eq. 2), and makes the n samples one group. The path goes on along the
+best-ranked candidate; the others wait on a stack, and when a trajectory ends the executor
+backtracks to the most recent decision point with candidates left (ranked backtracking DFS).
+
+Rules that decide how this behaves over many batches (each with the paper's literal rule behind a
+setting, for ablations):
+- write_off="branch": a task's start state is never truncated (its n comes from the score without
+  the write-off rule), a backtracked continuation is recorded from its branch point on, and a
+  written-off state enters the progress term, and the ranking, as the dead end it is.
+  "paper": every trajectory records all its states, any state can be written off, and a written-off
+  state counts as S = 0 in the progress term.
+- tried_pairs="steer": (state, action) pairs tried before rank after untried ones and invalid
+  candidates are not expanded; the trained group holds all n samples, duplicates included.
+  "filter": tried pairs and repeats are dropped from the group.
+- n_rule="adaptive" (eq. 3) or "fixed" (n = G_max everywhere, nothing truncated).
+An invalid action keeps the state key under every key mode, so it never earns novelty.
 """
 
 import asyncio
-import copy
 import dataclasses
 import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from openrlhf.utils.agent import AgentExecutorBase
-from vllm.sampling_params import RequestOutputKind
 
-from openrlhf_3spo.algo import novelty_weight, step_reward
+from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
-from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
+from openrlhf_3spo.envs.prompting import HISTORY_LENGTH
+from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
+
+STATE_KEYS = ("env", "task_obs", "obs")
+WRITE_OFF_RULES = ("branch", "paper")
+TRIED_PAIR_RULES = ("steer", "filter")
+N_RULES = ("adaptive", "fixed")
 
 
 @dataclass
@@ -39,53 +55,64 @@ class StepSample:
     success: bool
     invalid: bool
     novelty_weight: float
-    score: float  # S(s_t)
-    score_next: float  # S(s_t+1)
+    score: float  # S(s_t), as the progress term takes it
+    score_next: float  # S(s_t+1), likewise
     group_id: str
     state_key: str
+    next_state_key: str
+    continued: bool  # the path went on along this action
     n: int
-    trained: bool  # False for n = 1 steps and groups left with one member
+    trained: bool  # False for n = 1 steps (and, with tried_pairs="filter", groups left with one member)
 
 
 @dataclass
 class Path:
-    """A trajectory in progress: its env, last observation, history and visited keys."""
+    """A trajectory in progress: its env, last observation, history, and the keys it will record."""
 
     env: object
     observation: object
     history: list = field(default_factory=list)  # (observation text, action) pairs
     keys: list = field(default_factory=list)
 
-    def advance(self, env, action, observation):
-        return Path(env, observation, self.history + [(self.observation.text, action or "(invalid action)")], self.keys + [observation.state_key])
+    def advance(self, env, action, observation, from_here=False):
+        """The path one step on; `from_here`: it records only from this state on (a branch)."""
+        history = self.history + [(self.observation.text, action or "(invalid action)")]
+        keys = [self.observation.state_key] if from_here else self.keys
+        return Path(env, observation, history, keys + [observation.state_key])
 
 
 class SPO3Executor(AgentExecutorBase):
-    """`make_env(label)` -> an async env (RemoteEnv, LocalEnv); `scores`: StateScores or LocalStateScores."""
+    """`make_env(label)` -> an async env (RemoteEnv, LocalEnv); `scores`: StateScores or
+    LocalStateScores. The rules are described in the module docstring."""
 
-    STATE_KEYS = ("env", "task_obs", "obs")
+    advantage_estimator = "3spo"  # its step samples train with step-group advantages
 
     def __init__(
-        self, make_env, scores, env_name, history_length=HISTORY_LENGTH, omega_k=0.1, invalid_penalty=0.1, state_key="env"
+        self, make_env, scores, env_name, history_length=HISTORY_LENGTH, omega_k=0.1, invalid_penalty=0.1,
+        state_key="env", g_max=8, n_rule="adaptive", write_off="branch", tried_pairs="steer",
     ):
-        if state_key not in self.STATE_KEYS:
-            raise ValueError(f"state_key must be one of {self.STATE_KEYS}, got {state_key!r}")
+        for name, value, allowed in (
+            ("state_key", state_key, STATE_KEYS), ("n_rule", n_rule, N_RULES),
+            ("write_off", write_off, WRITE_OFF_RULES), ("tried_pairs", tried_pairs, TRIED_PAIR_RULES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         self.make_env, self.scores, self.env_name = make_env, scores, env_name
         self.history_length, self.omega_k, self.invalid_penalty = history_length, omega_k, invalid_penalty
-        self.state_key = state_key
+        self.g_max = int(adaptive_n(1.0, g_max))  # validates g_max
+        self.state_key, self.n_rule, self.write_off, self.tried_pairs = state_key, n_rule, write_off, tried_pairs
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: the dataset label, or {"label": ..., "trajectories": B, "version": v} from the
         plugin's samples generator (B defaults to 1, v to the current snapshot)."""
-        info = label if isinstance(label, dict) and "trajectories" in label else {"label": label}
-        budget, version = int(info.get("trajectories", 1)), info.get("version")
-        if budget < 1:
-            raise ValueError(f"trajectory budget must be >= 1, got {budget}")
-        env = await self.make_env(info["label"])
+        label, budget, version = task_label(label)
+        env = await self.make_env(label)
         observation = await env.reset()  # envs know their task text after reset
         task, task_id = await env.get("task"), await env.get("task_id")
         rollout = _TaskRollout(self, task, task_id, version, sampling_params, max_length, hf_tokenizer, llm_engine)
         first = rollout.keyed(observation)
+        rollout.start_key = first.state_key
+        start = await self.scores.lookup_async([first.state_key], version)
         stack, finished = [], []
         path = Path(env, first, keys=[first.state_key])
         while True:
@@ -98,12 +125,13 @@ class SPO3Executor(AgentExecutorBase):
             branch.env.close()
         return {
             "prompt": prompt,
-            "label": info["label"],
+            "label": label,
             "step_samples": [asdict(s) for s in rollout.samples],
             "trajectories": [
                 {"keys": list(dict.fromkeys(p.keys)), "won": bool(p.observation.won)} for p, cut in finished if not cut
             ],
             "truncated_trajectories": sum(cut for _, cut in finished),
+            "written_off": bool(start["score"][0] == 0),  # the paper's rule would truncate this task at its start
             "task": task,
         }
 
@@ -115,109 +143,111 @@ class _TaskRollout:
         self.x, self.task, self.task_id, self.version = executor, task, task_id, version
         self.sampling_params, self.max_length, self.tokenizer, self.engine = sampling_params, max_length, tokenizer, engine
         self.uid, self.groups, self.samples = uuid.uuid4().hex[:12], 0, []
+        self.start_key = None
 
     async def follow(self, path, stack, branches_wanted):
         """Runs a path to its end; pushes the other ranked candidates of each decision point on
         `stack` (at most `branches_wanted` kept). -> (final path, truncated?)"""
-        scores = self.x.scores
+        x, scores = self.x, self.x.scores
         while not path.observation.done:
             key = path.observation.state_key
             here = await scores.lookup_async([key], self.version)
-            score, n, n_total = float(here["score"][0]), int(here["n"][0]), int(here["n_total"][0])
-            context = self._context(path)
+            n = self._n(key, here, 0)
+            limit = context_limit(self.sampling_params, self.max_length)
+            context = step_context(
+                self.tokenizer, x.env_name, self.task, path.history, path.observation, x.history_length, limit
+            )
             if n == 0 or context is None:  # truncation: the state is written off, or the context cannot fit
                 path.env.close()
                 return path, True
-            outputs = await self._generate(context, n)
-            actions = [self._action(path.observation, o) for o in outputs]
-            members = await self._members(key, actions) if n >= 2 else []
-            if len(members) < 2:  # n = 1, or all but one candidate tried before: one step, not trained
-                members, trained = members or [0], False
-            else:
-                trained = True
-            envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in members[1:])))
-            observations = [self.keyed(o) for o in await asyncio.gather(*(e.step(actions[i]) for e, i in zip(envs, members)))]
+            outputs = await generate(self.engine, context, self.sampling_params, n, self.max_length)
+            actions = [chosen_action(path.observation, o) for o in outputs]
+            tried = await scores.is_tried_async([(key, a) for a in actions])
+            members, trained = self._members(actions, tried, n)
+            # each distinct action runs once, in its own env: the env is deterministic
+            choices = list(dict.fromkeys(actions[i] for i in members))
+            envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in choices[1:])))
+            observations = [
+                self.keyed(o, path.observation) for o in await asyncio.gather(*(e.step(a) for e, a in zip(envs, choices)))
+            ]
             after = await scores.lookup_async([o.state_key for o in observations], self.version)
-            rewards, parts = self._rewards(path.observation, score, n_total, after["score"], observations)
+            progress = "raw_score" if x.write_off == "branch" else "score"  # a dead end is no solved state
+            score, scores_next = float(here[progress][0]), after[progress]
+            rewards, parts = self._rewards(path.observation, score, int(here["n_total"][0]), scores_next, observations)
+            if trained:
+                await scores.mark_tried_async([(key, a) for a in choices if a])
+            best = self._branch(path, stack, branches_wanted, choices, envs, observations, rewards, actions, tried, after)
             group_id = f"{self.uid}/{self.groups}"
             self.groups += 1
-            for j, i in enumerate(members):
+            for i in members:
+                j = choices.index(actions[i])
                 self.samples.append(
                     StepSample(
-                        context, list(outputs[i].token_ids), _logprobs(outputs[i]), actions[i],
+                        context, list(outputs[i].token_ids), output_logprobs(outputs[i]), actions[i],
                         outputs[i].finish_reason == "length", float(rewards[j]),
-                        **{k: v[j] for k, v in parts.items()}, score=score, score_next=float(after["score"][j]),
-                        group_id=group_id, state_key=key, n=n, trained=trained,
+                        **{k: v[j] for k, v in parts.items()}, score=score, score_next=float(scores_next[j]),
+                        group_id=group_id, state_key=key, next_state_key=observations[j].state_key,
+                        continued=j == best, n=n, trained=trained,
                     )
                 )
-            if trained:
-                await scores.mark_tried_async([(key, actions[i]) for i in members if actions[i]])
-            ranked = np.argsort(-rewards, kind="stable")
-            best = ranked[0]
-            for j in ranked[:0:-1]:  # worst first: the next-best ends on top of the stack
-                stack.append(path.advance(envs[j], actions[members[j]], observations[j]))
-            while len(stack) > max(branches_wanted, 0):
-                stack.pop(0).env.close()
-            path = path.advance(envs[best], actions[members[best]], observations[best])
+            path = path.advance(envs[best], choices[best], observations[best])
         path.env.close()
         return path, False
 
-    def keyed(self, observation):
+    def _n(self, key, looked_up, i):
+        """n at a state (eq. 3) from a lookup's row i."""
+        if self.x.n_rule == "fixed":
+            return self.x.g_max
+        # a task's start state is never written off: its n comes from the score without the rule
+        at_start = self.x.write_off == "branch" and key == self.start_key
+        score = looked_up["raw_score" if at_start else "score"][i]
+        return int(adaptive_n(score, self.x.g_max))
+
+    def _members(self, actions, tried, n):
+        """-> (indices of the samples that form the group, trained?)."""
+        if n < 2:
+            return [0], False
+        if self.x.tried_pairs == "steer":
+            return list(range(n)), True
+        # "filter": invalid outputs, and valid actions not tried before here (nor earlier in this group)
+        members, seen = [], set()
+        for i, action in enumerate(actions):
+            if not action or (not tried[i] and action not in seen):
+                members.append(i)
+                seen.add(action)
+        return (members, True) if len(members) >= 2 else (members[:1] or [0], False)
+
+    def _branch(self, path, stack, branches_wanted, choices, envs, observations, rewards, actions, tried, after):
+        """Ranks the candidates, pushes all but the best on the stack; -> the best one's index."""
+        x = self.x
+        was_tried = [tried[actions.index(a)] for a in choices]
+        dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(observations)]
+        rank_key = lambda j: (  # noqa: E731
+            x.write_off == "branch" and dead[j],  # a dead end is expanded last
+            x.tried_pairs == "steer" and was_tried[j],  # so is a pair tried before
+            -rewards[j],
+        )
+        ranked = sorted(range(len(choices)), key=rank_key)
+        for j in reversed(ranked[1:]):  # worst first: the next-best ends on top of the stack
+            not_worth_it = (x.write_off == "branch" and dead[j]) or (x.tried_pairs == "steer" and not choices[j])
+            if not_worth_it:  # it would end at once, or repeat this state
+                envs[j].close()
+                continue
+            stack.append(path.advance(envs[j], choices[j], observations[j], from_here=x.write_off == "branch"))
+        while len(stack) > max(branches_wanted, 0):
+            stack.pop(0).env.close()
+        return ranked[0]
+
+    def keyed(self, observation, previous=None):
         """The observation with the state key of --spo3.state_key: the env's own fingerprint, or a
-        digest of the observation text with (task_obs) or without (obs) the task id."""
+        digest of the observation text with (task_obs) or without (obs) the task id. An invalid
+        action keeps the previous key: the state did not change."""
+        if previous is not None and not observation.valid:
+            return dataclasses.replace(observation, state_key=previous.state_key)
         if self.x.state_key == "env":
             return observation
         parts = (self.task_id, observation.text) if self.x.state_key == "task_obs" else (observation.text,)
         return dataclasses.replace(observation, state_key=state_digest(*parts))
-
-    def _context(self, path):
-        """Token ids of this step's prompt; history dropped from the left until it fits, None if even
-        the task, current observation and admissible actions do not."""
-        obs, limit = path.observation, self.max_length - self._max_new_tokens()
-        for window in range(self.x.history_length, -1, -1):
-            text = render_prompt(self.x.env_name, self.task, path.history, obs.text, obs.admissible_actions, window)
-            ids = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            if len(ids) <= limit:
-                return list(ids)
-        return None
-
-    def _max_new_tokens(self):
-        return self.sampling_params.max_tokens or 1
-
-    async def _generate(self, context, n):
-        params = copy.deepcopy(self.sampling_params)
-        params.n = n
-        room = self.max_length - len(context)  # OpenRLHF's max_new_tokens may be None: the context left
-        params.max_tokens = min(params.max_tokens or room, room)
-        # streamed (the default), vLLM's last output of an n-sample request holds only the samples
-        # that finished last; FINAL_ONLY makes it hold all n
-        params.output_kind = RequestOutputKind.FINAL_ONLY
-        outputs = (await self.engine.generate(context, params)).outputs
-        if len(outputs) != n:
-            raise RuntimeError(f"the engine returned {len(outputs)} samples for a request of n={n}")
-        return outputs
-
-    @staticmethod
-    def _action(observation, output):
-        """A cut-off generation (max_tokens reached) is an invalid action, whatever it says."""
-        if output.finish_reason == "length":
-            return ""
-        return parse_action(output.text, observation.admissible_actions) or ""
-
-    async def _members(self, key, actions):
-        """Indices of the candidates that form the group: invalid outputs, and valid actions not tried
-        before at this state (nor earlier in this group)."""
-        tried = await self.x.scores.is_tried_async([(key, a) for a in actions])
-        members, seen = [], set()
-        for i, action in enumerate(actions):
-            if not action:
-                members.append(i)
-            elif not tried[i] and action not in seen:
-                members.append(i)
-                seen.add(action)
-        return members
 
     def _rewards(self, observation, score, n_total, scores_next, observations):
         novel = np.array([o.state_key != observation.state_key for o in observations])
@@ -229,9 +259,3 @@ class _TaskRollout:
         w = float(novelty_weight(n_total, self.x.omega_k))
         parts = {"novel": novel.tolist(), "success": success.tolist(), "invalid": invalid.tolist(), "novelty_weight": [w] * len(observations)}
         return np.asarray(rewards, dtype=float), parts
-
-
-def _logprobs(output):
-    if not output.logprobs:
-        return None
-    return [step[token].logprob for step, token in zip(output.logprobs, output.token_ids)]

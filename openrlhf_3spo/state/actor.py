@@ -51,10 +51,13 @@ class StateScoreActor:
             raise ValueError(f"snapshot version {version} is not the current version {self.version}")
 
     def lookup(self, keys, version=None):
-        """Score, adaptive n and N_total for many keys at one snapshot version."""
+        """For many keys at one snapshot version: the score (eq. 1), the score without the write-off
+        rule (`raw_score`), adaptive n and N_total."""
         self._check_version(version)
-        scores = self.table.scores(keys)
-        return {"score": scores, "n": adaptive_n(scores, self.g_max), "n_total": self.table.n_total(keys)}
+        n_total, n_success = self.table.counts(keys)
+        score = self.table.score_counts(n_total, n_success)
+        raw_score = self.table.score_counts(n_total, n_success, write_off=False)
+        return {"score": score, "raw_score": raw_score, "n": adaptive_n(score, self.g_max), "n_total": n_total}
 
     def current_version(self):
         return self.version
@@ -192,7 +195,10 @@ class StateScores:
 
     @staticmethod
     def _merge(keys, parts, results):
-        merged = {"score": np.ones(len(keys)), "n": np.zeros(len(keys), np.int64), "n_total": np.zeros(len(keys), np.int64)}
+        merged = {
+            "score": np.ones(len(keys)), "raw_score": np.ones(len(keys)),
+            "n": np.zeros(len(keys), np.int64), "n_total": np.zeros(len(keys), np.int64),
+        }
         for idx, result in zip([p for p in parts if len(p)], results):
             for name in merged:
                 merged[name][idx] = result[name]
