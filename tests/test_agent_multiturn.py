@@ -1,4 +1,5 @@
-"""The ALFWorld agent function in OpenRLHF's plain multi-turn mode, loaded as OpenRLHF loads it."""
+"""The agent functions in OpenRLHF's plain multi-turn mode and the step-wise GRPO mode, loaded as
+OpenRLHF loads them."""
 
 import asyncio
 import json
@@ -95,3 +96,33 @@ def test_bad_settings_name_the_variable(monkeypatch):
         env_number("SPO3_ENV_WORKERS", 4)
     monkeypatch.setenv("SPO3_OMEGA_K", "0.2")
     assert env_number("SPO3_OMEGA_K", 0.1, float) == 0.2 and env_number("SPO3_UNSET_THING", 7) == 7
+
+
+def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
+    """B = 2 trajectories of one ALFWorld game, concurrently, in the env worker pool; the engine
+    answers the walkthrough's step k at step k, so both win: every step carries the return 10."""
+    from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
+    from vllm import SamplingParams
+
+    from openrlhf_3spo.agents import step_estimator
+
+    row = next(r for r in dataset_rows("train", "shipped") if "pick_and_place_simple" in r["label"])
+    walkthrough = load_game(game_file_of(row["label"]))["walkthrough"]
+
+    class Walkthrough:
+        async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+            step = int(tokenizer.decode(prompt_token_ids).split("You are now at step ")[1].split(".")[0])
+            text = f"<action>{walkthrough[step - 1]}</action>"
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
+
+    path = agent_file("alfworld", "grpo")
+    assert step_estimator(path) == "group_norm" and step_estimator(agent_file("alfworld", "3spo")) == "3spo"
+    assert step_estimator(agent_file("alfworld", "multiturn")) is None
+    executor = _load_agent_executor(path)
+    label = {"label": row["label"], "trajectories": 2}
+    out = asyncio.run(executor.execute(row["input"], label, SamplingParams(max_tokens=64), 4096, tokenizer, Walkthrough()))
+    assert [(t["won"], t["return"]) for t in out["trajectories"]] == [(True, 10.0), (True, 10.0)]
+    steps = out["step_samples"]
+    assert len(steps) == 2 * len(walkthrough) and all(s["trained"] and s["reward"] == 10.0 for s in steps)
+    assert len({s["trajectory_id"] for s in steps}) == 2 and len({s["group_id"] for s in steps}) == 1

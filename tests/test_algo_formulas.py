@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrlhf_3spo.algo import adaptive_n, group_advantages, novelty_weight, state_score, step_reward
+from openrlhf_3spo.algo import (
+    adaptive_n, group_advantages, novelty_weight, state_score, step_reward, trajectory_advantages,
+)
 
 EPS = 1e-6
 
@@ -151,6 +153,32 @@ def test_group_advantages_hand_values():
     # interleaved integer ids: group 7 = [0.5, -0.5] -> mean 0, std sqrt(0.5) = 0.70710678
     got = group_advantages([0.5, 3.0, -0.5], [7, 1, 7])
     np.testing.assert_allclose(got, [0.5 / (0.70710678 + EPS), 0.0, -0.5 / (0.70710678 + EPS)], rtol=1e-7)
+
+
+def test_score_without_the_write_off_rule_by_hand():
+    # N_total 12, N_success 1: N_fail 11 >= xi 10, SR = 1/12.000001 <= 0.1 -> written off (S = 0);
+    # without the rule: exp(-50 ln(100) / 12.000001) = 100^(-4.1666663) = 4.6415939e-09
+    assert state_score(12, 1, 100) == 0.0
+    assert state_score(12, 1, 100, write_off=False) == pytest.approx(100 ** (-50 / 12.000001), rel=1e-12)
+    assert state_score(12, 0, 100, write_off=False) == 1.0  # never won: nothing lowers it
+    assert state_score(0, 0, 100, write_off=False) == 1.0
+
+
+def test_trajectory_advantages_by_hand():
+    """Task g: trajectories 10 (return 10, 3 steps) and 11 (return 0, 1 step); task h: trajectory 12 alone.
+    Over trajectories (not steps): mean 5, unbiased std sqrt(50) = 7.0710678 -> +-5 / (7.0710678 + 1e-6)."""
+    returns = [10.0, 10.0, 0.0, 10.0, 3.0]
+    groups = ["g", "g", "g", "g", "h"]
+    trajectories = [10, 10, 11, 10, 12]
+    a = 5 / (50**0.5 + EPS)
+    np.testing.assert_allclose(trajectory_advantages(returns, groups, trajectories), [a, a, -a, a, 0.0], rtol=1e-12)
+    # a step-level group_norm would weight trajectory 10 three times: mean 7.5, not 5
+    assert group_advantages(returns[:4], groups[:4])[2] != pytest.approx(-a)
+    with pytest.raises(ValueError, match="share its return"):
+        trajectory_advantages([1.0, 2.0], [0, 0], [5, 5])
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        trajectory_advantages([1.0, 2.0], [0, 0], [5])
+    assert trajectory_advantages([], [], []).shape == (0,)
 
 
 def test_group_advantages_rejects_bad_arguments():

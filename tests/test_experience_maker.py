@@ -8,7 +8,7 @@ import torch
 from openrlhf.trainer.ppo_utils.experience import Experience
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, SPO3ExperienceMaker
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY, SPO3ExperienceMaker
 
 EPS = 1e-6
 
@@ -79,6 +79,18 @@ def test_3spo_mean_norm_and_no_batch_whitening():
     _maker(SPO3ExperienceMaker, _args("3spo", adv_norm="mean"), kl_coef=0.0).compute_advantages_and_returns([a, b])
     # group 5: mean 1.5 -> [0.5, -0.5]; group 9: mean 2 -> [2, -2]; left as they are (no whitening)
     assert a.advantages[:, 0].tolist() == [0.5, -0.5, 2.0] and b.advantages[:, 0].tolist() == [-2.0]
+
+
+def test_step_grpo_gives_each_step_its_trajectorys_group_norm_advantage(local_table):
+    # task 0: trajectory 7 won (return 10, two steps), trajectory 8 lost (return 0, one step)
+    a = _experience([10.0, 10.0], [0, 0], [[1, 0], [1, 0]], [[0.0, 0.0]] * 2, [0, 1])
+    b = _experience([0.0], [0], [[1, 0]], [[0.0, 0.0]], [2])
+    a.info[TRAJECTORY_KEY], b.info[TRAJECTORY_KEY] = torch.tensor([7, 7]), torch.tensor([8])
+    _maker(SPO3ExperienceMaker, _args("group_norm", n_samples=2), kl_coef=0.0).compute_advantages_and_returns([a, b])
+    adv = 5 / (50**0.5 + EPS)  # over the two trajectories: mean 5, std sqrt(50)
+    torch.testing.assert_close(a.advantages[:, 0], torch.tensor([adv, adv]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(b.advantages[:, 0], torch.tensor([-adv]), atol=1e-6, rtol=0)
+    assert local_table.current_version() == 0  # no state table under GRPO
 
 
 @pytest.mark.parametrize("estimator", ["group_norm", "reinforce_baseline", "rloo", "reinforce"])

@@ -271,3 +271,43 @@ def test_task_obs_keys_follow_the_text(tokenizer):
              "A door opens. You are in cell 2 of 2."]
     assert out["trajectories"] == [{"keys": [state_digest("corridor", t) for t in texts], "won": True}]
     assert [s["reward"] for s in out["step_samples"][:2]] == [0.5, 0.5] and out["step_samples"][0]["novel"]
+
+
+class SequenceEngine:
+    """Answers request k with `answers[k]` (one sample)."""
+
+    def __init__(self, tokenizer, answers):
+        self.tokenizer, self.answers, self.prompts = tokenizer, iter(answers), []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        assert sampling_params.n == 1
+        self.prompts.append(self.tokenizer.decode(prompt_token_ids))
+        answer = next(self.answers)
+        ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+        return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=answer, finish_reason="stop", logprobs=None)])
+
+
+def test_grpo_runs_b_trajectories_with_step_prompts_and_their_returns(tokenizer):
+    """Corridor "ab", 3 steps at most, B = 2. Trajectory 0: press a, press b -> won, return 10.
+    Trajectory 1: press c (stays), an unparsable answer (-0.1), press a -> out of steps, return -0.1."""
+    from openrlhf_3spo.rollout.grpo import GRPOExecutor
+
+    async def make_env(label):
+        return LocalEnv(CorridorEnv("ab", max_steps=3))
+
+    engine = SequenceEngine(tokenizer, [act("press a"), act("press b"), act("press c"), "hmm", act("press a")])
+    executor = GRPOExecutor(make_env, "alfworld", history_length=1)
+    out = asyncio.run(executor.execute("p", {"label": "c", "trajectories": 2}, SamplingParams(max_tokens=32), 4096, tokenizer, engine))
+    steps = out["step_samples"]
+    assert [(s["action"], s["env_reward"], s["reward"]) for s in steps] == [
+        ("press a", 0.0, 10.0), ("press b", 10.0, 10.0),
+        ("press c", 0.0, pytest.approx(-0.1)), ("", pytest.approx(-0.1), pytest.approx(-0.1)), ("press a", 0.0, pytest.approx(-0.1)),
+    ]
+    assert all(s["trained"] and s["n"] == 1 for s in steps) and len({s["group_id"] for s in steps}) == 1
+    assert [s["trajectory_id"][-2:] for s in steps] == ["/0", "/0", "/1", "/1", "/1"]
+    assert [s["state_key"] for s in steps] == [key(0), key(1), key(0), key(0), key(0)]
+    assert [(t["won"], t["return"]) for t in out["trajectories"]] == [(True, 10.0), (False, pytest.approx(-0.1))]
+    assert out["trajectories"][1]["keys"] == [key(0), key(1)]
+    # the same per-step prompt as 3SPO: a history window (here 1), not one growing context
+    assert "[Action 2: (invalid action)]" in engine.prompts[4] and "[Action 1" not in engine.prompts[4]
+    assert tokenizer.decode(steps[4]["context_ids"]) == engine.prompts[4]

@@ -21,7 +21,8 @@ def rollout(tiny_model_dir, monkeypatch_module):
     from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
     from vllm import SamplingParams
 
-    for name, value in {"SPO3_STATE_ACTOR": "it-state", "SPO3_MAX_STEPS": "2", "SPO3_ENV_WORKERS": "1"}.items():
+    settings = {"SPO3_STATE_ACTOR": "it-state", "SPO3_MAX_STEPS": "2", "SPO3_ENV_WORKERS": "1", "SPO3_G_MAX": str(G_MAX)}
+    for name, value in settings.items():
         monkeypatch_module.setenv(name, value)
     ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
     scores = StateScores.create("it-state", g_max=G_MAX)  # the handle keeps the actor alive
@@ -61,8 +62,7 @@ def test_one_request_of_n_samples_per_decision_point(rollout):
     lengths = {len(m["action_ids"]) for members in groups.values() for m in members}
     assert len(lengths) > 1  # samples of one request did finish at different times
     for members in groups.values():
-        valid = [m["action"] for m in members if m["action"]]
-        assert len(members) == G_MAX - (len(valid) - len(set(valid)))  # only repeated valid actions leave
+        assert len(members) == G_MAX  # every sample the engine returned, repeats included
         assert all(m["n"] == G_MAX and m["score"] == 1.0 for m in members)
 
 
