@@ -106,11 +106,12 @@ def alfworld(args):
     from vllm import SamplingParams
 
     from openrlhf_3spo.agents import agent_file
-    from openrlhf_3spo.agents.textenv import make_remote_env
+    from openrlhf_3spo.agents.textenv import remote_env_maker
+    from openrlhf_3spo.settings import Settings
     from openrlhf_3spo.demo.engine import VLLMEngine
     from openrlhf_3spo.envs.alfworld import dataset_rows
 
-    os.environ["SPO3_MAX_STEPS"] = str(args.max_steps)
+    settings = Settings(max_steps=args.max_steps)
     model_dir = smollm2_model_dir()
     tokenizer = smollm2_tokenizer()
     rows = dataset_rows("train", "shipped")[: args.games]
@@ -121,7 +122,7 @@ def alfworld(args):
         engine = VLLMEngine(model_dir, max_model_len=max_length)
         results = {}
 
-        spo3 = SPO3Executor(make_remote_env, LocalStateScores(g_max=args.g_max), "alfworld")
+        spo3 = SPO3Executor(remote_env_maker(settings), LocalStateScores(g_max=args.g_max), "alfworld", g_max=args.g_max)
         start = time.perf_counter()
         outs = await asyncio.gather(
             *(spo3.execute(r["input"], {"label": r["label"], "trajectories": args.trajectories}, params, max_length, tokenizer, engine) for r in rows)
@@ -137,7 +138,7 @@ def alfworld(args):
         start = time.perf_counter()
         outs = await asyncio.gather(
             *(
-                plain.execute(r["input"], r["label"], copy.deepcopy(params), max_length, tokenizer, engine)
+                plain.execute(r["input"], {"label": r["label"], "settings": settings.to_dict()}, copy.deepcopy(params), max_length, tokenizer, engine)
                 for r in rows
                 for _ in range(args.trajectories)
             )

@@ -23,7 +23,6 @@ DATA=${DATA:-data/$ENV_NAME}
 OUT=${OUT:-runs/${ENV_NAME}_${ESTIMATOR}_$(basename "$MODEL")}
 TP=${TP:-2}
 AGENT=$(python -c "from openrlhf_3spo.agents import agent_file; print(agent_file('$ENV_NAME', '$MODE'))")
-export SPO3_MAX_STEPS=$STEPS SPO3_HISTORY_LENGTH=2 SPO3_WEBSHOP_REWARD=success SPO3_ENV_WORKERS=${SPO3_ENV_WORKERS:-16}
 
 openrlhf-3spo train \
   --actor.model_name_or_path "$MODEL" \
@@ -32,6 +31,7 @@ openrlhf-3spo train \
   --vllm.gpu_memory_utilization 0.6 --vllm.enable_sleep --ds.enable_sleep --vllm.enable_prefix_caching \
   --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable \
   --train.agent_func_path "$AGENT" \
+  --spo3.max_steps "$STEPS" --spo3.history_length 2 --spo3.webshop_reward success --spo3.env_workers "${ENV_WORKERS:-16}" \
   --algo.advantage.estimator "$ESTIMATOR" \
   --rollout.batch_size 16 --rollout.n_samples_per_prompt 8 --rollout.micro_batch_size 16 \
   --train.batch_size "$MINI_BATCH" --train.micro_batch_size 8 --train.max_epochs 1 --train.num_episodes 150 \

@@ -88,16 +88,6 @@ def test_webshop_goal_through_openrlhfs_multiturn_executor(tokenizer):
     assert "Admissible actions: ['search[<your query>]']" in tokenizer.decode(engine.prompts[0])
 
 
-def test_bad_settings_name_the_variable(monkeypatch):
-    from openrlhf_3spo.agents.textenv import env_number
-
-    monkeypatch.setenv("SPO3_ENV_WORKERS", "four")
-    with pytest.raises(ValueError, match=r"\$SPO3_ENV_WORKERS must be a whole number, got 'four'"):
-        env_number("SPO3_ENV_WORKERS", 4)
-    monkeypatch.setenv("SPO3_OMEGA_K", "0.2")
-    assert env_number("SPO3_OMEGA_K", 0.1, float) == 0.2 and env_number("SPO3_UNSET_THING", 7) == 7
-
-
 def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
     """B = 2 trajectories of one ALFWorld game, concurrently, in the env worker pool; the engine
     answers the walkthrough's step k at step k, so both win: every step carries the return 10."""

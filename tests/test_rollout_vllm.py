@@ -10,20 +10,20 @@ from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.demo.engine import VLLMEngine
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, dataset_rows, game_file_of
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.state.actor import StateScores
 
 G_MAX = 3
 
 
 @pytest.fixture(scope="module")
-def rollout(tiny_model_dir, monkeypatch_module):
+def rollout(tiny_model_dir):
     import transformers
     from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
     from vllm import SamplingParams
 
-    settings = {"SPO3_STATE_ACTOR": "it-state", "SPO3_MAX_STEPS": "2", "SPO3_ENV_WORKERS": "1", "SPO3_G_MAX": str(G_MAX)}
-    for name, value in settings.items():
-        monkeypatch_module.setenv(name, value)
+    # the run's settings, as the samples generator puts them in each task's label
+    settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX).to_dict()
     ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
     scores = StateScores.create("it-state", g_max=G_MAX)  # the handle keeps the actor alive
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -35,20 +35,14 @@ def rollout(tiny_model_dir, monkeypatch_module):
 
     async def main():
         engine = VLLMEngine(tiny_model_dir, max_model_len=1024)
-        out = await executor.execute(row["input"], {"label": row["label"], "trajectories": 2}, params, 1024, tokenizer, engine)
+        label = {"label": row["label"], "trajectories": 2, "settings": settings}
+        out = await executor.execute(row["input"], label, params, 1024, tokenizer, engine)
         return out, engine.requests
 
     out, requests = asyncio.run(main())
     yield out, requests, tokenizer, row
     del scores
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def test_one_request_of_n_samples_per_decision_point(rollout):

@@ -26,12 +26,17 @@ def agent_file(env_name, mode):
 
 
 @functools.cache
-def step_estimator(agent_func_path):
-    """The advantage estimator of an agent file whose executor yields step samples ("3spo",
-    "group_norm"), or None. Loads the file as OpenRLHF's rollout actors do."""
-    if not agent_func_path:
-        return None
+def agent_executor_class(agent_func_path):
+    """The AgentExecutor class of an agent-function file, loaded as OpenRLHF's rollout actors load it."""
     spec = importlib.util.spec_from_file_location("agent_module", agent_func_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module.AgentExecutor, "advantage_estimator", None)
+    return module.AgentExecutor
+
+
+def step_estimator(agent_func_path):
+    """The advantage estimator of an agent file whose executor yields step samples ("3spo",
+    "group_norm"), or None."""
+    if not agent_func_path:
+        return None
+    return getattr(agent_executor_class(agent_func_path), "advantage_estimator", None)

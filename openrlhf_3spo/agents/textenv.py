@@ -1,71 +1,65 @@
-"""What every agent function shares (the files in this folder only pick an env): building an env from a dataset label, the env worker pool,
-and chat rendering of each step's prompt.
+"""What every agent function shares (the files in this folder only pick an env): building an env from
+a dataset label, the env worker pool, chat rendering of each step's prompt, and the three modes.
 
-Settings come from environment variables, since OpenRLHF builds `AgentExecutor()` without arguments:
-SPO3_ENV_WORKERS (env worker processes per rollout actor, default 4), SPO3_HISTORY_LENGTH (default 2),
-SPO3_MAX_STEPS (default: the env's), ALFWORLD_DATA, WEBSHOP_DATA, SPO3_WEBSHOP_REWARD (success: 10 x
-success, or score: the raw score); for 3SPO also SPO3_STATE_ACTOR (the state-score
-actors' name, default "spo3-state"), SPO3_SCORE_SHARDS (default 1), SPO3_OMEGA_K (default 0.1),
-SPO3_INVALID_PENALTY (default 0.1), SPO3_G_MAX (default 8), SPO3_STATE_KEY, SPO3_N_RULE,
-SPO3_WRITE_OFF and SPO3_TRIED_PAIRS (the executor's rules; `openrlhf-3spo train` sets them all).
+OpenRLHF builds `AgentExecutor()` without arguments, so the run's settings (`openrlhf_3spo.settings`:
+history window, max steps, env workers, WebShop reward, the 3SPO rules) come in each task's label,
+put there by the plugin's samples generator; without them (a plain dataset label) the defaults hold.
+Data locations come from ALFWORLD_DATA and WEBSHOP_DATA, or the label's `"root": "shipped"`.
 """
 
 import functools
 import json
-import os
 
 import torch
-from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
+from openrlhf.utils.agent import AgentExecutorBase, AgentInstanceBase, MultiTurnAgentExecutor
 
 from openrlhf_3spo.envs.pool import EnvPool
-from openrlhf_3spo.envs.prompting import HISTORY_LENGTH, parse_action, render_prompt
+from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 from openrlhf_3spo.rollout.executor import SPO3Executor
 from openrlhf_3spo.rollout.grpo import GRPOExecutor
+from openrlhf_3spo.settings import Settings
 
 
-def env_number(name, default, kind=int):
-    """A setting from the environment; a clear error names the variable when it is not a number."""
-    value = os.environ.get(name, "")
-    try:
-        return kind(value) if value else default
-    except ValueError:
-        raise ValueError(f"${name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
-
-
-def make_env(label):
-    """The TextEnv a dataset label names. Runs inside an env worker process."""
+def make_env(label, max_steps=0, webshop_reward="success"):
+    """The TextEnv a dataset label names (max_steps 0: the env's own limit). Runs in an env worker."""
     try:
         info = json.loads(label) if isinstance(label, str) else label
     except json.JSONDecodeError:
         info = None
     env_name = info.get("env") if isinstance(info, dict) else None
-    steps = env_number("SPO3_MAX_STEPS", 0)
-    max_steps = {"max_steps": steps} if steps else {}
+    steps = {"max_steps": max_steps} if max_steps else {}
     if env_name == "alfworld":
         from openrlhf_3spo.envs.alfworld import ALFWorldEnv, game_file_of
 
-        return ALFWorldEnv(game_file_of(info), **max_steps)
+        return ALFWorldEnv(game_file_of(info), **steps)
     if env_name == "webshop":
         from openrlhf_3spo.envs.webshop import WebShopEnv
 
         root = "shipped" if info.get("root") == "shipped" else None
-        return WebShopEnv(int(info["goal"]), root, reward=os.environ.get("SPO3_WEBSHOP_REWARD", "success"), **max_steps)
+        return WebShopEnv(int(info["goal"]), root, reward=webshop_reward, **steps)
     raise ValueError(f"dataset label names no known env ('env': 'alfworld' or 'webshop'): {str(label)[:200]!r}")
 
 
-async def make_remote_env(label):
-    """The labelled task's env, in this process's env worker pool."""
-    return await env_pool().create(make_env, label)
-
-
 @functools.cache
-def env_pool():
+def env_pool(workers):
     """One pool per process (per vLLM rollout actor), shared by all its concurrent episodes."""
-    return EnvPool(env_number("SPO3_ENV_WORKERS", 4))
+    return EnvPool(workers)
 
 
-def history_length():
-    return env_number("SPO3_HISTORY_LENGTH", HISTORY_LENGTH)
+def remote_env_maker(settings):
+    """`make_env(label)` for the executors: the labelled task's env, in this process's worker pool."""
+
+    async def make_remote_env(label):
+        return await env_pool(settings.env_workers).create(
+            make_env, label, max_steps=settings.max_steps, webshop_reward=settings.webshop_reward
+        )
+
+    return make_remote_env
+
+
+def dataset_label(label):
+    """The dataset's own label inside the one the samples generator sends."""
+    return label["label"] if isinstance(label, dict) and "settings" in label else label
 
 
 def user_turn(tokenizer, content):
@@ -94,13 +88,14 @@ def next_user_turn(tokenizer, content):
 class EpisodeState:
     """The agent-side view of one episode: task, history, last observation; renders step prompts."""
 
-    def __init__(self, env_name, task, observation):
+    def __init__(self, env_name, task, observation, history_length):
         self.env_name, self.task, self.observation = env_name, task, observation
         self.history = []  # (observation text, action text) pairs
+        self.history_length = history_length
 
     def prompt(self):
         obs = self.observation
-        return render_prompt(self.env_name, self.task, self.history, obs.text, obs.admissible_actions, history_length())
+        return render_prompt(self.env_name, self.task, self.history, obs.text, obs.admissible_actions, self.history_length)
 
     def action_for(self, output_text):
         """The admissible action the model chose, or "" (an invalid action) when there is none."""
@@ -122,11 +117,11 @@ class TextEnvInstance(AgentInstanceBase):
         self.env = self.episode = self.tokenizer = None
 
     async def reset(self, states, **kwargs):
-        label = states["label"]
+        label, settings = states["label"], states["label"]["settings"]
         self.tokenizer = label["tokenizer"]
-        self.env = await env_pool().create(make_env, label["label"])
+        self.env = await remote_env_maker(settings)(label["label"])
         observation = await self.env.reset()
-        self.episode = EpisodeState(label["env_name"], await self.env.get("task"), observation)
+        self.episode = EpisodeState(label["env_name"], await self.env.get("task"), observation, settings.history_length)
         return {"observation": user_turn(self.tokenizer, self.episode.prompt())}
 
     async def step(self, states, **kwargs):
@@ -148,54 +143,54 @@ class TextEnvInstance(AgentInstanceBase):
 
 
 class MultiTurnTextEnvExecutor(MultiTurnAgentExecutor):
-    """OpenRLHF's MultiTurnAgentExecutor, unchanged, over the env of `env_name`: the GRPO baseline."""
+    """OpenRLHF's MultiTurnAgentExecutor, unchanged, over the env of `env_name`: one growing context."""
 
     env_name = None
+    reads_settings = True  # the samples generator puts the run's settings in the label
 
     def __init__(self):
         super().__init__(TextEnvInstance)
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         # The instance renders chat turns, so it needs the tokenizer: it travels with the label.
-        wrapped = {"label": label, "tokenizer": hf_tokenizer, "env_name": self.env_name}
+        task = dataset_label(label)
+        wrapped = {"label": task, "settings": Settings.from_label(label), "tokenizer": hf_tokenizer, "env_name": self.env_name}
         output = await super().execute(prompt, wrapped, sampling_params, max_length, hf_tokenizer, llm_engine, images)
-        output["label"] = label
+        output["label"] = task
         return output
 
 
-class SPO3TextEnvExecutor(SPO3Executor):
-    """The 3SPO executor over the env of `env_name`, envs in this process's worker pool."""
+class SPO3TextEnvExecutor(AgentExecutorBase):
+    """The 3SPO executor over the env of `env_name`, with the run's settings, envs in this process's
+    worker pool, scores from the run's state-score actors."""
 
     env_name = None
+    reads_settings = True
+    advantage_estimator = SPO3Executor.advantage_estimator
 
-    def __init__(self):
-        super().__init__(
-            make_remote_env,
-            None,  # connected on first use: the state-score actors start with the trainer
-            self.env_name,
-            history_length(),
-            omega_k=env_number("SPO3_OMEGA_K", 0.1, float),
-            invalid_penalty=env_number("SPO3_INVALID_PENALTY", 0.1, float),
-            state_key=os.environ.get("SPO3_STATE_KEY", "env"),
-            g_max=env_number("SPO3_G_MAX", 8),
-            n_rule=os.environ.get("SPO3_N_RULE", "adaptive"),
-            write_off=os.environ.get("SPO3_WRITE_OFF", "branch"),
-            tried_pairs=os.environ.get("SPO3_TRIED_PAIRS", "steer"),
+    async def execute(self, prompt, label, *args, **kwargs):
+        return await self._executor(Settings.from_label(label)).execute(prompt, label, *args, **kwargs)
+
+    @functools.lru_cache(maxsize=4)
+    def _executor(self, settings):
+        from openrlhf_3spo.state.actor import StateScores
+
+        return SPO3Executor(
+            remote_env_maker(settings), StateScores.connect(settings.state_actor, settings.score_shards), self.env_name,
+            settings.history_length, omega_k=settings.omega_k, invalid_penalty=settings.invalid_penalty,
+            state_key=settings.state_key, g_max=settings.g_max, n_rule=settings.n_rule, write_off=settings.write_off,
+            tried_pairs=settings.tried_pairs,
         )
 
-    async def execute(self, *args, **kwargs):
-        if self.scores is None:
-            from openrlhf_3spo.state.actor import StateScores
 
-            name = os.environ.get("SPO3_STATE_ACTOR", "spo3-state")
-            self.scores = StateScores.connect(name, env_number("SPO3_SCORE_SHARDS", 1))
-        return await super().execute(*args, **kwargs)
-
-
-class GRPOTextEnvExecutor(GRPOExecutor):
-    """Step-wise GRPO over the env of `env_name`, envs in this process's worker pool: the baseline."""
+class GRPOTextEnvExecutor(AgentExecutorBase):
+    """Step-wise GRPO over the env of `env_name`, with the run's settings: the baseline."""
 
     env_name = None
+    reads_settings = True
+    advantage_estimator = GRPOExecutor.advantage_estimator
 
-    def __init__(self):
-        super().__init__(make_remote_env, self.env_name, history_length())
+    async def execute(self, prompt, label, *args, **kwargs):
+        settings = Settings.from_label(label)
+        executor = GRPOExecutor(remote_env_maker(settings), self.env_name, settings.history_length)
+        return await executor.execute(prompt, label, *args, **kwargs)

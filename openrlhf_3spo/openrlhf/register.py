@@ -12,14 +12,15 @@ import os
 SETUP_HOOK = "openrlhf_3spo.openrlhf.register.register"
 
 
-def ray_runtime_env(env_vars=None):
-    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars, then ours."""
+def ray_runtime_env():
+    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars and the setup hook.
+    (The run's settings travel in the task labels, not here.)"""
     openrlhf_env = {
         "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
         "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
         "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
     }
-    return {"env_vars": {**openrlhf_env, **(env_vars or {})}, "worker_process_setup_hook": SETUP_HOOK}
+    return {"env_vars": openrlhf_env, "worker_process_setup_hook": SETUP_HOOK}
 
 
 def uses_3spo(args):

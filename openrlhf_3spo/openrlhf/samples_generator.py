@@ -15,8 +15,9 @@ import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
-from openrlhf_3spo.agents import step_estimator
+from openrlhf_3spo.agents import agent_executor_class, step_estimator
 from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.settings import Settings
 
 STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
 
@@ -57,12 +58,18 @@ class SPO3SamplesGenerator(SamplesGenerator):
         return experiences, None, consumed, exhausted
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, **generate_kwargs):
+        agent = self.args.train.agent_func_path
+        extra = {}
+        if agent and getattr(agent_executor_class(agent), "reads_settings", False):
+            # the run's settings travel with each task to the rollout actors
+            extra["settings"] = Settings.from_namespace(self.args.spo3).to_dict()
         if self._yields_steps():
             # one executor call per task; its budget: n_samples_per_prompt trajectories
-            version = self.state_scores.current_version() if self.state_scores is not None else None
-            budget = self.args.rollout.n_samples_per_prompt
-            labels = [{"label": label, "trajectories": budget, "version": version} for label in labels]
+            extra["trajectories"] = self.args.rollout.n_samples_per_prompt
+            extra["version"] = self.state_scores.current_version() if self.state_scores is not None else None
             generate_kwargs = dict(generate_kwargs, n_samples_per_prompt=1)
+        if extra:
+            labels = [{"label": label, **extra} for label in labels]
         return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
 
     def _generate_vllm(self, *args, **kwargs):

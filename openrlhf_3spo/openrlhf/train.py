@@ -18,34 +18,9 @@ from types import SimpleNamespace
 from unittest import mock
 
 from openrlhf_3spo.agents import step_estimator
-from openrlhf_3spo.algo import ADVANTAGE_NORMS
-from openrlhf_3spo.rollout.executor import N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES
+from openrlhf_3spo.settings import Settings, add_flags
 
 ESTIMATOR_DEST = "algo.advantage.estimator"
-# (name, type, default, help); choices where a flag has them
-SPO3_FLAGS = [
-    ("alpha", float, 50.0, "state score: exp(-alpha * ln(t) * success rate)"),
-    ("xi", float, 10.0, "state score: a state with >= xi failures and success rate <= zeta scores 0 (truncated)"),
-    ("zeta", float, 0.1, "state score: success-rate threshold of the truncation rule"),
-    ("omega_k", float, 0.1, "step reward: novelty weight w = 0.5 * exp(-omega_k * N_total(s_t))"),
-    ("g_max", int, 8, "adaptive rollout: n = ceil(g_max * S(s_t)) candidates at a state"),
-    ("state_key", str, "env", "state key: env (the env's state), task_obs or obs (observation text)"),
-    ("n_rule", str, "adaptive", "adaptive: n = ceil(g_max * S(s_t)); fixed: n = g_max at every state (ablation)"),
-    ("write_off", str, "branch", "branch: a task's start state is never truncated, a backtracked continuation "
-     "counts from its branch point, dead ends rank last; paper: the paper's literal rule (ablation)"),
-    ("tried_pairs", str, "steer", "steer: tried (state, action) pairs rank after untried ones, groups keep all n "
-     "samples; filter: the paper's literal rule, tried pairs leave the group (ablation)"),
-    ("adv_norm", str, "mean_std", "step-group advantage: mean_std or mean"),
-    ("gamma", float, 0.0, "discount of later step rewards along the continued path (only 0 is supported)"),
-    ("history_length", int, 2, "past (observation, action) pairs shown in each step's prompt"),
-    ("invalid_penalty", float, 0.1, "added to the step reward of an invalid action, as -invalid_penalty"),
-    ("score_shards", int, 1, "state-score actors; keys are split among them by a stable hash"),
-    ("state_actor", str, "spo3-state", "name of the state-score Ray actors"),
-]
-CHOICES = {
-    "state_key": STATE_KEYS, "adv_norm": ADVANTAGE_NORMS, "n_rule": N_RULES, "write_off": WRITE_OFF_RULES,
-    "tried_pairs": TRIED_PAIR_RULES,
-}
 
 
 class _DryRun(Exception):
@@ -55,8 +30,10 @@ class _DryRun(Exception):
 
 
 def problems(ns):
-    """One line per inconsistent 3SPO setting (flat namespace, as parsed)."""
-    get = lambda name: getattr(ns, f"spo3.{name}")  # noqa: E731
+    """One line per inconsistent setting (flat namespace, as parsed)."""
+    settings = Settings(**{name[len("spo3."):]: value for name, value in vars(ns).items() if name.startswith("spo3.")})
+    if settings.problems():
+        return settings.problems()
     estimator, agent = getattr(ns, ESTIMATOR_DEST), getattr(ns, "train.agent_func_path")
     agent_estimator = step_estimator(agent) if agent and os.path.isfile(agent) else None
     if agent_estimator and agent_estimator != estimator:
@@ -69,15 +46,6 @@ def problems(ns):
         found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
                      "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
     checks = [
-        (get("g_max") >= 2, f"--spo3.g_max must be >= 2 (n candidates per state), got {get('g_max')}"),
-        (get("alpha") > 0, f"--spo3.alpha must be > 0, got {get('alpha')}"),
-        (get("xi") >= 0, f"--spo3.xi must be >= 0, got {get('xi')}"),
-        (0 <= get("zeta") <= 1, f"--spo3.zeta must lie in [0, 1], got {get('zeta')}"),
-        (get("omega_k") >= 0, f"--spo3.omega_k must be >= 0, got {get('omega_k')}"),
-        (get("history_length") >= 0, f"--spo3.history_length must be >= 0, got {get('history_length')}"),
-        (get("invalid_penalty") >= 0, f"--spo3.invalid_penalty must be >= 0, got {get('invalid_penalty')}"),
-        (get("score_shards") >= 1, f"--spo3.score_shards must be >= 1, got {get('score_shards')}"),
-        (get("gamma") == 0, f"--spo3.gamma {get('gamma')}: only 0 (pure step rewards, as in the paper) is supported"),
         (not getattr(ns, "train.async_enable", False), "3SPO needs synchronous rollouts: drop --train.async_enable"),
         (not getattr(ns, "algo.dynamic_filtering_enable", False), "3SPO does not support --algo.dynamic_filtering_enable"),
         (getattr(ns, "rollout.n_samples_per_prompt") >= 1, "--rollout.n_samples_per_prompt must be >= 1"),
@@ -94,26 +62,7 @@ def _extend(parser):
     for action in parser._actions:
         if action.dest == ESTIMATOR_DEST and action.choices and "3spo" not in action.choices:
             action.choices = list(action.choices) + ["3spo"]
-    group = parser.add_argument_group("3SPO (openrlhf-3spo)")
-    for name, kind, default, help_text in SPO3_FLAGS:
-        group.add_argument(f"--spo3.{name}", type=kind, default=default, choices=CHOICES.get(name), help=help_text)
-
-
-def executor_env(ns):
-    """Settings the 3SPO agent functions read in the rollout actors (openrlhf_3spo/agents/textenv.py)."""
-    get = lambda name: getattr(ns, f"spo3.{name}")  # noqa: E731
-    return {
-        "SPO3_STATE_ACTOR": get("state_actor"),
-        "SPO3_SCORE_SHARDS": str(get("score_shards")),
-        "SPO3_OMEGA_K": str(get("omega_k")),
-        "SPO3_INVALID_PENALTY": str(get("invalid_penalty")),
-        "SPO3_HISTORY_LENGTH": str(get("history_length")),
-        "SPO3_STATE_KEY": get("state_key"),
-        "SPO3_G_MAX": str(get("g_max")),
-        "SPO3_N_RULE": get("n_rule"),
-        "SPO3_WRITE_OFF": get("write_off"),
-        "SPO3_TRIED_PAIRS": get("tried_pairs"),
-    }
+    add_flags(parser)
 
 
 _STATE_ACTORS = []  # the driver holds the handles: the actors live as long as the run
@@ -136,7 +85,7 @@ def _openrlhf_patched(argv, dry_run):
         if found:
             _one_line_error(found[0])
         if not dry_run and not ray.is_initialized():
-            ray.init(runtime_env=ray_runtime_env(executor_env(ns)))
+            ray.init(runtime_env=ray_runtime_env())
         return ns
 
     def strategy_after_spo3(args):

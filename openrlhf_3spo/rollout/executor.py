@@ -32,13 +32,8 @@ from openrlhf.utils.agent import AgentExecutorBase
 
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
-from openrlhf_3spo.envs.prompting import HISTORY_LENGTH
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
-
-STATE_KEYS = ("env", "task_obs", "obs")
-WRITE_OFF_RULES = ("branch", "paper")
-TRIED_PAIR_RULES = ("steer", "filter")
-N_RULES = ("adaptive", "fixed")
+from openrlhf_3spo.settings import N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings
 
 
 @dataclass
@@ -88,8 +83,9 @@ class SPO3Executor(AgentExecutorBase):
     advantage_estimator = "3spo"  # its step samples train with step-group advantages
 
     def __init__(
-        self, make_env, scores, env_name, history_length=HISTORY_LENGTH, omega_k=0.1, invalid_penalty=0.1,
-        state_key="env", g_max=8, n_rule="adaptive", write_off="branch", tried_pairs="steer",
+        self, make_env, scores, env_name, history_length=Settings.history_length, omega_k=Settings.omega_k,
+        invalid_penalty=Settings.invalid_penalty, state_key=Settings.state_key, g_max=Settings.g_max,
+        n_rule=Settings.n_rule, write_off=Settings.write_off, tried_pairs=Settings.tried_pairs,
     ):
         for name, value, allowed in (
             ("state_key", state_key, STATE_KEYS), ("n_rule", n_rule, N_RULES),

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from openrlhf.utils.agent import AgentExecutorBase
 
-from openrlhf_3spo.envs.prompting import HISTORY_LENGTH
+from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
 
 
@@ -43,7 +43,7 @@ class GRPOExecutor(AgentExecutorBase):
 
     advantage_estimator = "group_norm"  # its step samples train with trajectory-level group_norm
 
-    def __init__(self, make_env, env_name, history_length=HISTORY_LENGTH):
+    def __init__(self, make_env, env_name, history_length=Settings.history_length):
         self.make_env, self.env_name, self.history_length = make_env, env_name, history_length
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):

@@ -1,0 +1,76 @@
+"""One definition of every setting: the flags, their checks, and the values that travel in the labels."""
+
+import argparse
+from dataclasses import fields
+from types import SimpleNamespace
+
+import pytest
+
+from openrlhf_3spo.settings import Settings, add_flags
+
+
+def test_every_setting_becomes_one_flag_with_its_default_and_choices():
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    flags = {a.dest: a for a in parser._actions if a.dest.startswith("spo3.")}
+    assert sorted(flags) == sorted(f"spo3.{f.name}" for f in fields(Settings))
+    assert flags["spo3.write_off"].choices == ("branch", "paper") and flags["spo3.g_max"].default == 8
+    ns = parser.parse_args(["--spo3.g_max", "4", "--spo3.max_steps", "20", "--spo3.webshop_reward", "score"])
+    assert (getattr(ns, "spo3.g_max"), getattr(ns, "spo3.max_steps"), getattr(ns, "spo3.webshop_reward")) == (4, 20, "score")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"alpha": float("inf")}, "--spo3.alpha must be a finite number, got inf"),
+        ({"xi": float("nan")}, "--spo3.xi must be a finite number, got nan"),
+        ({"alpha": 0.0}, "--spo3.alpha must be > 0, got 0.0"),
+        ({"zeta": 1.5}, "--spo3.zeta must be <= 1, got 1.5"),
+        ({"g_max": 1}, "--spo3.g_max must be >= 2, got 1"),
+        ({"g_max": 10**8}, "--spo3.g_max must be <= 1024, got 100000000"),
+        ({"history_length": -1}, "--spo3.history_length must be >= 0, got -1"),
+        ({"max_steps": -1}, "--spo3.max_steps must be >= 0, got -1"),
+        ({"invalid_penalty": -0.1}, "--spo3.invalid_penalty must be >= 0, got -0.1"),
+        ({"gamma": 0.9}, "--spo3.gamma must be 0 (the only value supported), got 0.9"),
+        ({"write_off": "never"}, "--spo3.write_off must be one of branch, paper, got 'never'"),
+    ],
+)
+def test_out_of_range_values_name_their_flag(values, message):
+    assert Settings(**values).problems()[0] == message
+    with pytest.raises(ValueError, match="--spo3."):
+        Settings(**values).checked()
+
+
+def test_values_travel_in_the_label():
+    run = Settings(g_max=4, history_length=1, max_steps=12, write_off="paper")
+    label = {"label": "task", "settings": run.to_dict(), "trajectories": 8}
+    assert Settings.from_label(label) == run
+    assert Settings.from_label("plain dataset label") == Settings()  # no run settings: the defaults
+    with pytest.raises(ValueError, match="--spo3.g_max must be >= 2"):
+        Settings.from_label({"label": "task", "settings": dict(run.to_dict(), g_max=0)})
+    assert Settings.from_namespace(SimpleNamespace(**run.to_dict())) == run
+
+
+def test_the_samples_generator_puts_the_run_settings_in_every_label(monkeypatch):
+    from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
+
+    from openrlhf_3spo.agents import agent_file
+    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
+
+    sent = []
+    monkeypatch.setattr(SamplesGenerator, "_dispatch_prompts_to_vllm", lambda self, prompts, labels, **kw: sent.append((labels, kw)))
+    run = Settings(history_length=1, max_steps=7)
+    for mode, estimator in (("grpo", "group_norm"), ("multiturn", "group_norm")):
+        generator = SPO3SamplesGenerator.__new__(SPO3SamplesGenerator)  # no vLLM engines needed
+        generator.args = SimpleNamespace(
+            train=SimpleNamespace(agent_func_path=agent_file("alfworld", mode)),
+            algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator)),
+            rollout=SimpleNamespace(n_samples_per_prompt=8),
+            spo3=SimpleNamespace(**run.to_dict()),
+        )
+        generator.state_scores = None
+        generator._dispatch_prompts_to_vllm(["p1", "p2"], ["a", "b"])
+    (grpo_labels, grpo_kwargs), (multiturn_labels, multiturn_kwargs) = sent
+    assert grpo_labels == [{"label": x, "settings": run.to_dict(), "trajectories": 8, "version": None} for x in "ab"]
+    assert grpo_kwargs["n_samples_per_prompt"] == 1  # one call per task, B trajectories in it
+    assert multiturn_labels == [{"label": x, "settings": run.to_dict()} for x in "ab"] and "n_samples_per_prompt" not in multiturn_kwargs
