@@ -74,3 +74,9 @@ def test_the_samples_generator_puts_the_run_settings_in_every_label(monkeypatch)
     assert grpo_labels == [{"label": x, "settings": run.to_dict(), "trajectories": 8, "version": None} for x in "ab"]
     assert grpo_kwargs["n_samples_per_prompt"] == 1  # one call per task, B trajectories in it
     assert multiturn_labels == [{"label": x, "settings": run.to_dict()} for x in "ab"] and "n_samples_per_prompt" not in multiturn_kwargs
+    # in evaluation a step mode plays one plain episode per call: no budget, OpenRLHF's own n
+    generator.args.train.agent_func_path = agent_file("alfworld", "3spo")
+    generator._evaluating = True
+    generator._dispatch_prompts_to_vllm(["p1"], ["a"], n_samples_per_prompt=2)
+    eval_labels, eval_kwargs = sent[-1]
+    assert eval_labels == [{"label": "a", "settings": run.to_dict(), "eval": True}] and eval_kwargs["n_samples_per_prompt"] == 2

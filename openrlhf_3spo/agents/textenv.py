@@ -169,7 +169,12 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
     advantage_estimator = SPO3Executor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
-        return await self._executor(Settings.from_label(label)).execute(prompt, label, *args, **kwargs)
+        settings = Settings.from_label(label)
+        if isinstance(label, dict) and label.get("eval"):  # one plain episode: no branching, nothing recorded
+            return await GRPOExecutor(remote_env_maker(settings), self.env_name, settings.history_length).evaluate(
+                prompt, label, *args, **kwargs
+            )
+        return await self._executor(settings).execute(prompt, label, *args, **kwargs)
 
     @functools.lru_cache(maxsize=4)
     def _executor(self, settings):
@@ -193,4 +198,6 @@ class GRPOTextEnvExecutor(AgentExecutorBase):
     async def execute(self, prompt, label, *args, **kwargs):
         settings = Settings.from_label(label)
         executor = GRPOExecutor(remote_env_maker(settings), self.env_name, settings.history_length)
+        if isinstance(label, dict) and label.get("eval"):
+            return await executor.evaluate(prompt, label, *args, **kwargs)
         return await executor.execute(prompt, label, *args, **kwargs)

@@ -28,6 +28,8 @@ def group_number(group_id: str) -> int:
 
 
 class SPO3SamplesGenerator(SamplesGenerator):
+    _evaluating = False  # set while generate_eval_samples runs
+
     def __init__(self, *args, **kwargs):
         from openrlhf_3spo.openrlhf.register import state_scores_for
 
@@ -36,8 +38,16 @@ class SPO3SamplesGenerator(SamplesGenerator):
         self.spo3_stats = {}
 
     def _yields_steps(self):
-        """The agent function yields step samples (3SPO and step-wise GRPO modes)."""
-        return step_estimator(self.args.train.agent_func_path) is not None
+        """The agent function yields step samples (3SPO and step-wise GRPO modes) in training; in
+        evaluation each call is one plain episode whose reward is task success."""
+        return step_estimator(self.args.train.agent_func_path) is not None and not self._evaluating
+
+    def generate_eval_samples(self, **generate_kwargs):
+        self._evaluating = True
+        try:
+            return super().generate_eval_samples(**generate_kwargs)
+        finally:
+            self._evaluating = False
 
     def generate_samples(self, **generate_kwargs):
         """Step modes train on all step samples of one batch of prompts, so that no group is split
@@ -63,6 +73,8 @@ class SPO3SamplesGenerator(SamplesGenerator):
         if agent and getattr(agent_executor_class(agent), "reads_settings", False):
             # the run's settings travel with each task to the rollout actors
             extra["settings"] = Settings.from_namespace(self.args.spo3).to_dict()
+        if self._evaluating and step_estimator(agent):
+            extra["eval"] = True
         if self._yields_steps():
             # one executor call per task; its budget: n_samples_per_prompt trajectories
             extra["trajectories"] = self.args.rollout.n_samples_per_prompt

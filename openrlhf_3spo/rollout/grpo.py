@@ -57,6 +57,8 @@ class GRPOExecutor(AgentExecutorBase):
         runs = await asyncio.gather(
             *(self._trajectory(e, first, task, sampling_params, max_length, hf_tokenizer, llm_engine) for e in envs)
         )
+        for e in envs:
+            e.close()
         samples, trajectories, truncated = [], [], 0
         for b, (steps, last, keys, cut) in enumerate(runs):
             total = sum(step["env_reward"] for step in steps)
@@ -75,8 +77,33 @@ class GRPOExecutor(AgentExecutorBase):
             "task": task,
         }
 
+    async def evaluate(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine):
+        """One plain episode (one sample per step, nothing recorded), as OpenRLHF's single-response
+        output whose reward is task success (1 or 0): what the eval metrics of every step mode count.
+        WebShop episodes also report the purchase score."""
+        label = task_label(label)[0]
+        env = await self.make_env(label)
+        first = await env.reset()
+        task = await env.get("task")
+        steps, last, _, _ = await self._trajectory(env, first, task, sampling_params, max_length, hf_tokenizer, llm_engine)
+        score = await env.get("score") if self.env_name == "webshop" else None
+        env.close()
+        context, action = (steps[-1]["context_ids"], steps[-1]["action_ids"]) if steps else ([], [])
+        won = float(last.won)
+        return {
+            "prompt": prompt,
+            "label": label,
+            "observation_tokens": context + action,
+            "action_ranges": [(len(context), len(context) + len(action))],
+            "rollout_log_probs": None,
+            "reward": won,
+            "scores": won,
+            "extra_logs": {"won": won, "steps": float(len(steps)), "score": float(score or 0.0)},
+        }
+
     async def _trajectory(self, env, observation, task, sampling_params, max_length, tokenizer, engine):
-        """One episode, one sample per step. -> (steps, last observation, keys, cut short?)"""
+        """One episode, one sample per step (the caller closes the env). -> (steps, last observation,
+        keys, cut short?)"""
         steps, history, keys = [], [], [observation.state_key]
         limit = context_limit(sampling_params, max_length)
         cut = False
@@ -98,5 +125,4 @@ class GRPOExecutor(AgentExecutorBase):
             history.append((observation.text, action or "(invalid action)"))
             observation = following
             keys.append(observation.state_key)
-        env.close()
         return steps, observation, keys, cut

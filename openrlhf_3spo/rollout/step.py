@@ -10,8 +10,10 @@ from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 
 def task_label(label):
     """-> (dataset label, trajectory budget B, snapshot version) from the label the plugin's samples
-    generator sends ({"label": ..., "trajectories": B, "version": v}) or a plain dataset label."""
-    info = label if isinstance(label, dict) and "trajectories" in label else {"label": label}
+    generator sends ({"label": ..., "trajectories": B, "version": v, "settings": ..., "eval": ...})
+    or a plain dataset label."""
+    wrapped = isinstance(label, dict) and any(k in label for k in ("trajectories", "settings", "eval"))
+    info = label if wrapped else {"label": label}
     budget = int(info.get("trajectories", 1))
     if budget < 1:
         raise ValueError(f"trajectory budget must be >= 1, got {budget}")
