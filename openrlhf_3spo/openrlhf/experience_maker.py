@@ -17,6 +17,7 @@ from openrlhf_3spo.algo import group_advantages, trajectory_advantages
 
 GROUP_KEY = "spo3_group"  # Experience.info key: the step's group id (an integer within the batch)
 TRAJECTORY_KEY = "spo3_trajectory"  # Experience.info key: the step's trajectory id (GRPO mode)
+PAD_KEY = "spo3_pad"  # Experience.info key: 1 for the zero-weight samples that even out the ranks' work
 
 
 class SPO3ExperienceMaker(RemoteExperienceMaker):

@@ -9,14 +9,16 @@ finished trajectories are staged in the state-score table right away: they count
 version, which the experience maker starts once the batch's advantages are computed.
 """
 
+import copy
 import hashlib
+import math
 
 import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, TRAJECTORY_KEY
 from openrlhf_3spo.settings import Settings
 
 STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
@@ -25,6 +27,45 @@ STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty
 def group_number(group_id: str) -> int:
     """A 63-bit integer for a group id string, stable across processes."""
     return int.from_bytes(hashlib.blake2b(group_id.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def data_parallel_ranks(args):
+    """The actor's data-parallel ranks, as OpenRLHF counts them."""
+    gpus = args.actor.num_nodes * args.actor.num_gpus_per_node
+    return max(gpus // args.ds.ring_attn_size // args.ds.tensor_parallel_size, 1)
+
+
+def padded_size(n, ranks, rollout_micro_batch, train_micro_batch):
+    """The smallest multiple of lcm(ranks x rollout micro-batch, ranks x train micro-batch) >= n.
+
+    A step batch of that size splits evenly under OpenRLHF's chunking (ceil(N / ranks) per rank):
+    every rank gets the same number of forward micro-batches and of training micro-batches (none
+    dropped by the data loader's drop_last), so no rank waits on another's collective."""
+    unit = math.lcm(ranks * rollout_micro_batch, ranks * train_micro_batch)
+    return -(-n // unit) * unit
+
+
+def pad_for_equal_work(experiences, args):
+    """Step samples vary in number per batch; pads them to `padded_size` with zero-weight copies:
+    no action token (empty action mask: no loss, no token in the loss normaliser, which counts
+    only non-empty sequences), reward 0, and a group of their own (advantage 0). Real groups are
+    never split or trimmed, so none is weighted differently because of the split."""
+    if not experiences or args.train.dynamic_batch_enable:  # OpenRLHF's dynamic batching balances itself
+        return experiences
+    size = padded_size(
+        len(experiences), data_parallel_ranks(args), args.rollout.micro_batch_size, args.train.micro_batch_size
+    )
+    pads = []
+    for i in range(size - len(experiences)):
+        pad = copy.deepcopy(experiences[i % len(experiences)])
+        pad.action_mask = torch.zeros_like(pad.action_mask)
+        pad.rewards = torch.zeros_like(pad.rewards)
+        pad.info = dict(pad.info, reward=torch.zeros(1), **{PAD_KEY: torch.ones(1)})
+        pad.info[GROUP_KEY] = torch.tensor([-1 - i])  # alone in its group: advantage 0
+        if TRAJECTORY_KEY in pad.info:
+            pad.info[TRAJECTORY_KEY] = torch.tensor([-1 - i])
+        pads.append(pad)
+    return experiences + pads
 
 
 class SPO3SamplesGenerator(SamplesGenerator):
@@ -61,6 +102,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
         experiences, consumed, exhausted = self._generate_vllm(
             self._dataloader_iter, self.args.rollout.batch_size, dynamic_filtering=False, **generate_kwargs
         )
+        experiences = pad_for_equal_work(experiences, self.args)
         if self.args.vllm.enable_sleep:
             batch_vllm_engine_call(self.vllm_engines, "sleep")
         if exhausted:
@@ -114,6 +156,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
             }
             experience = super()._process_response_into_experience(single_turn, **generate_kwargs)
             experience.info[GROUP_KEY] = torch.tensor([group_number(step["group_id"])])
+            experience.info[PAD_KEY] = torch.zeros(1)  # every sample carries each info key (OpenRLHF concatenates them)
             if "trajectory_id" in step:
                 experience.info[TRAJECTORY_KEY] = torch.tensor([group_number(step["trajectory_id"])])
             experiences.append(experience)
