@@ -45,6 +45,11 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path):
         "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer",
         "max_steps": 50 if env == "alfworld" else 15, "env_workers": 16, "webshop_reward": "success",
     }
+    # iterations as in the published scripts: ALFWorld 400, WebShop 150 batches of 16 tasks; constant lr
+    assert config["train"]["num_episodes"] * config["data"]["max_samples"] // config["rollout"]["batch_size"] == (
+        400 if env == "alfworld" else 150
+    )
+    assert config["actor"]["lr_scheduler"] == "constant" and config["actor"]["lr_warmup_ratio"] == 0
     assert not os.listdir(tmp_path)  # nothing started, nothing written
 
 
