@@ -21,6 +21,8 @@ def local_table(monkeypatch):
 
     table = LocalStateScores()
     monkeypatch.setattr(register, "_connect", lambda name, shards: table)
+    # the connection `register` passes in: the run's table under 3SPO, none otherwise
+    monkeypatch.setattr(SPO3ExperienceMaker, "connect_scores", staticmethod(register.state_scores_for))
     return table
 
 

@@ -120,3 +120,47 @@ def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
     line = next((l for l in result.stdout.splitlines() if l.startswith("PROBE ")), None)
     assert line, result.stderr[-3000:]
     assert json.loads(line[6:]) == ["SPO3ExperienceMaker", "SPO3SamplesGenerator", "WARN", 0]
+
+
+def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(monkeypatch):
+    import openrlhf.trainer.ppo_trainer as ppo_trainer
+
+    from openrlhf_3spo.openrlhf import register
+
+    originals = {name: getattr(ppo_trainer, name) for name in ("RemoteExperienceMaker", "SamplesGenerator")}
+    methods = {name: getattr(ppo_trainer.BasePPOTrainer, name) for name in ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")}
+    monkeypatch.setattr(ppo_trainer, "SPO3_REGISTERED", False, raising=False)
+    for name, value in originals.items():
+        monkeypatch.setattr(ppo_trainer, name, value)
+    for name, value in methods.items():
+        monkeypatch.setattr(ppo_trainer.BasePPOTrainer, name, value)
+    register.register()
+    changed = {f"{n}" for n in originals if getattr(ppo_trainer, n) is not originals[n]}
+    changed |= {f"BasePPOTrainer.{n}" for n in methods if getattr(ppo_trainer.BasePPOTrainer, n) is not methods[n]}
+    listed = {symbol for module, symbol, _ in register.PATCHED if module == "openrlhf.trainer.ppo_trainer"}
+    assert changed == listed
+    monkeypatch.setattr("importlib.metadata.version", lambda name: "0.12.0")
+    with pytest.raises(RuntimeError, match="supports openrlhf==0.11.2, found 0.12.0"):
+        register.check_openrlhf_version()
+
+
+def test_other_parsers_are_left_alone(tmp_path):
+    """The driver's parse_args wrapper touches OpenRLHF's parser only (one with its estimator flag)."""
+    probe = textwrap.dedent(
+        """
+        import argparse, sys, openrlhf.utils
+        from openrlhf_3spo.openrlhf import train
+
+        def stop_here(args):
+            other = argparse.ArgumentParser()
+            other.add_argument("--x", type=int, default=1)
+            print("OTHER", other.parse_args(["--x", "5"]).x, any(a.dest.startswith("spo3.") for a in other._actions))
+            sys.exit(0)
+
+        openrlhf.utils.get_strategy = stop_here
+        train.main(["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "2",
+                    "--train.agent_func_path", AGENT, "--ckpt.path", CKPT])
+        """
+    ).replace("AGENT", repr(agent_file("alfworld", "grpo"))).replace("CKPT", repr(str(tmp_path)))
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
+    assert "OTHER 5 False" in result.stdout, result.stderr[-2000:]

@@ -24,11 +24,12 @@ class SPO3ExperienceMaker(RemoteExperienceMaker):
     """Once a batch's advantages are computed, the state-score table starts its next version (the
     samples generator staged the batch's trajectories)."""
 
+    # args -> the run's StateScores, or None; `register` passes the connection in
+    connect_scores = staticmethod(lambda args: None)
+
     @property
     def state_scores(self):
-        from openrlhf_3spo.openrlhf.register import state_scores_for
-
-        return state_scores_for(self.strategy.args)
+        return self.connect_scores(self.strategy.args)
 
     @torch.no_grad()
     def compute_advantages_and_returns(self, experiences):

@@ -1,15 +1,41 @@
-"""Registers the plugin with OpenRLHF, in the driver and in every Ray worker.
+"""Registers the plugin with OpenRLHF, in the driver and in every Ray worker: the one place that
+lists what is replaced or wrapped in OpenRLHF (`PATCHED`).
 
 OpenRLHF's trainer, experience maker and samples generator live in Ray actor processes, so a change
 made in the driver does not reach them: Ray runs `register` in each worker first, through
 `runtime_env={"worker_process_setup_hook": ...}` (see `ray_runtime_env`). For `ray job submit` on an
-existing cluster, pass the same runtime env (README).
+existing cluster, pass the same runtime env (README). In the driver, `openrlhf-3spo train` also
+wraps OpenRLHF's parser and strategy factory while its CLI module runs (`train.py`).
 """
 
 import functools
 import os
 
 SETUP_HOOK = "openrlhf_3spo.openrlhf.register.register"
+SUPPORTED_OPENRLHF = "0.11.2"
+
+# (module, symbol, what happens to it)
+PATCHED = (
+    ("openrlhf.trainer.ppo_trainer", "RemoteExperienceMaker", "replaced by SPO3ExperienceMaker"),
+    ("openrlhf.trainer.ppo_trainer", "SamplesGenerator", "replaced by SPO3SamplesGenerator"),
+    ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.save_logs_and_checkpoints", "wrapped: saves the state table"),
+    ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.init_checkpoint_states", "wrapped: restores the state table"),
+    ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.train_step", "wrapped: adds spo3/* metrics"),
+    ("argparse", "ArgumentParser.parse_args", "wrapped in the driver, for OpenRLHF's parser only: --spo3.*, 3spo"),
+    ("openrlhf.utils", "get_strategy", "wrapped in the driver: starts the state-score actors"),
+)
+
+
+def check_openrlhf_version():
+    """The plugin replaces OpenRLHF internals that change between releases: one version only."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        version = installed("openrlhf")  # the package has no __version__ attribute
+    except PackageNotFoundError:
+        version = None
+    if version != SUPPORTED_OPENRLHF:
+        raise RuntimeError(f"openrlhf-3spo supports openrlhf=={SUPPORTED_OPENRLHF}, found {version}")
 
 
 def ray_runtime_env():
@@ -48,10 +74,12 @@ def register():
 
     if getattr(ppo_trainer, "SPO3_REGISTERED", False):
         return
+    check_openrlhf_version()
     from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks
     from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
     from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
 
+    SPO3ExperienceMaker.connect_scores = SPO3SamplesGenerator.connect_scores = staticmethod(state_scores_for)
     ppo_trainer.RemoteExperienceMaker = SPO3ExperienceMaker
     ppo_trainer.SamplesGenerator = SPO3SamplesGenerator
     install_checkpoint_hooks(ppo_trainer.BasePPOTrainer, state_scores_for)

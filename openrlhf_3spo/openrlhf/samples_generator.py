@@ -70,12 +70,12 @@ def pad_for_equal_work(experiences, args):
 
 class SPO3SamplesGenerator(SamplesGenerator):
     _evaluating = False  # set while generate_eval_samples runs
+    # args -> the run's StateScores, or None; `register` passes the connection in
+    connect_scores = staticmethod(lambda args: None)
 
     def __init__(self, *args, **kwargs):
-        from openrlhf_3spo.openrlhf.register import state_scores_for
-
         super().__init__(*args, **kwargs)
-        self.state_scores = state_scores_for(self.args)
+        self.state_scores = self.connect_scores(self.args)
         self.spo3_stats = {}
 
     def _yields_steps(self):

@@ -79,6 +79,8 @@ def _openrlhf_patched(argv, dry_run):
     get_strategy = openrlhf.utils.get_strategy
 
     def parse_with_spo3(parser, args=None, namespace=None):
+        if not any(action.dest == ESTIMATOR_DEST for action in parser._actions):  # not OpenRLHF's parser
+            return parse_args(parser, args, namespace)
         _extend(parser)
         ns = parse_args(parser, argv, namespace)
         found = problems(ns)
@@ -129,6 +131,12 @@ def main(argv):
     # OpenRLHF <= 0.10's flag name, as users know it
     argv = ["--algo.advantage.estimator" if a == "--advantage_estimator" else a for a in argv]
     argv = [a.replace("--advantage_estimator=", "--algo.advantage.estimator=", 1) for a in argv]
+    from openrlhf_3spo.openrlhf.register import check_openrlhf_version
+
+    try:
+        check_openrlhf_version()
+    except RuntimeError as error:
+        _one_line_error(error)
     try:
         with _openrlhf_patched(argv, dry_run):
             runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
