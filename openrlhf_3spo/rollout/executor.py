@@ -172,7 +172,16 @@ class _TaskRollout:
             rewards, parts = self._rewards(path.observation, score, int(here["n_total"][0]), scores_next, observations)
             if trained:
                 await scores.mark_tried_async([(key, a) for a in choices if a])
-            best = self._branch(path, stack, branches_wanted, choices, envs, observations, rewards, actions, tried, after)
+            dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(observations)]
+            ranked = self._rank(rewards, [tried[actions.index(a)] for a in choices], dead)
+            best = ranked[0]
+            for j in reversed(ranked[1:]):  # worst first: the next-best ends on top of the stack
+                if (x.write_off == "branch" and dead[j]) or (x.tried_pairs == "steer" and not choices[j]):
+                    envs[j].close()  # it would end at once, or repeat this state
+                else:
+                    stack.append(path.advance(envs[j], choices[j], observations[j], from_here=x.write_off == "branch"))
+            while len(stack) > max(branches_wanted, 0):
+                stack.pop(0).env.close()
             group_id = f"{self.uid}/{self.groups}"
             self.groups += 1
             for i in members:
@@ -213,26 +222,14 @@ class _TaskRollout:
                 seen.add(action)
         return (members, True) if len(members) >= 2 else (members[:1] or [0], False)
 
-    def _branch(self, path, stack, branches_wanted, choices, envs, observations, rewards, actions, tried, after):
-        """Ranks the candidates, pushes all but the best on the stack; -> the best one's index."""
+    def _rank(self, rewards, was_tried, dead):
+        """Candidate indices, best first: by step reward, after (under the default rules) the
+        candidates that lead to a dead end or repeat a pair tried before."""
         x = self.x
-        was_tried = [tried[actions.index(a)] for a in choices]
-        dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(observations)]
-        rank_key = lambda j: (  # noqa: E731
-            x.write_off == "branch" and dead[j],  # a dead end is expanded last
-            x.tried_pairs == "steer" and was_tried[j],  # so is a pair tried before
-            -rewards[j],
+        return sorted(
+            range(len(rewards)),
+            key=lambda j: (x.write_off == "branch" and dead[j], x.tried_pairs == "steer" and was_tried[j], -rewards[j]),
         )
-        ranked = sorted(range(len(choices)), key=rank_key)
-        for j in reversed(ranked[1:]):  # worst first: the next-best ends on top of the stack
-            not_worth_it = (x.write_off == "branch" and dead[j]) or (x.tried_pairs == "steer" and not choices[j])
-            if not_worth_it:  # it would end at once, or repeat this state
-                envs[j].close()
-                continue
-            stack.append(path.advance(envs[j], choices[j], observations[j], from_here=x.write_off == "branch"))
-        while len(stack) > max(branches_wanted, 0):
-            stack.pop(0).env.close()
-        return ranked[0]
 
     def keyed(self, observation, previous=None):
         """The observation with the state key of --spo3.state_key: the env's own fingerprint, or a
