@@ -21,10 +21,22 @@ ADMISSIBLE = ["go to cabinet 1", "go to fridge 1", "look", "take apple 1 from co
         ("<action>open the pod bay doors</action>", None),  # not admissible
         ("<action></action>", None),
         ("", None),
+        # the instruction's words echoed in the reasoning do not swallow the answer
+        ("<think>I answer in <action> tags</think><action>look</action>", "look"),
+        ("<think>an <ACTION> tag, then</think> <action>go to fridge 1</action> <action>oops", "go to fridge 1"),
     ],
 )
 def test_parse_action(output, expected):
     assert parse_action(output, ADMISSIBLE) == expected
+
+
+def test_parse_action_is_linear_in_unclosed_tags():
+    import time
+
+    for output in ("<action>" * 16000, "<action>" * 16000 + "</action>", "</action><action>" * 8000):
+        start = time.perf_counter()
+        assert parse_action(output, ADMISSIBLE) is None
+        assert time.perf_counter() - start < 0.5  # the old regex took 57 s on the first
 
 
 def test_parse_action_survives_huge_and_odd_output():

@@ -7,7 +7,8 @@ and the admissible actions; the model answers `<think>...</think><action>...</ac
 import re
 
 HISTORY_LENGTH = 2
-_ACTION_TAG = re.compile(r"<action>(.*?)</action>", re.IGNORECASE | re.DOTALL)
+_OPEN_TAG = re.compile(r"<action>", re.IGNORECASE)
+_CLOSE_TAG = re.compile(r"</action>", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 SEARCH_TEMPLATE = "search[<your query>]"
 _SEARCH = re.compile(r"search\[\s*[^\s\]][^\]]*\]")
@@ -28,11 +29,20 @@ def normalize_action(text: str) -> str:
 
 
 def parse_action(output: str, admissible_actions: list[str]) -> str | None:
-    """The admissible action named in the last <action> tag (case and whitespace normalised), or None."""
-    tags = _ACTION_TAG.findall(output) if isinstance(output, str) else []
-    if not tags:
+    """The admissible action named in the last <action> tag (case and whitespace normalised), or None.
+
+    The tag is the last </action> and the last <action> before it: models echo the instruction's
+    "<action> tags" in their reasoning, and an earlier unclosed <action> must not swallow the answer.
+    Linear in the output's length, whatever the tags."""
+    if not isinstance(output, str):
         return None
-    wanted = normalize_action(tags[-1])
+    closing = [m.start() for m in _CLOSE_TAG.finditer(output)]
+    if not closing:
+        return None
+    opening = [m.end() for m in _OPEN_TAG.finditer(output, 0, closing[-1])]
+    if not opening:
+        return None
+    wanted = normalize_action(output[opening[-1] : closing[-1]])
     for action in admissible_actions:
         if normalize_action(action) == wanted:
             return action
