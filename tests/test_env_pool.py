@@ -100,3 +100,35 @@ def test_concurrent_creates_spread_over_workers(pool):
     assert sorted(e._worker for e in envs) == [0, 1]
     for e in envs:
         e.close()
+
+
+def test_a_dead_worker_is_replaced_and_its_envs_fail_clearly():
+    """A worker killed (a planner crash, an OOM kill) must not break later creates, nor the other
+    worker's envs; the envs it held give one clear error."""
+    import os
+    import signal
+
+    pool = EnvPool(2)
+
+    async def main():
+        first, second = await pool.create(ALFWorldEnv, GAMES[0]), await pool.create(ALFWorldEnv, GAMES[1])
+        await first.reset()
+        await second.reset()
+        for pid in list(pool._workers[first._worker]._processes):
+            os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        with pytest.raises(RuntimeError, match="lost: its worker process died"):
+            await first.step("look")
+        created = [await pool.create(ALFWorldEnv, GAMES[2]) for _ in range(4)]  # every create works
+        observations = [await env.reset() for env in created]
+        survivor = await second.step("look")  # the other worker's env lives on
+        first.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await first.step("look")
+        return observations, survivor
+
+    try:
+        observations, survivor = asyncio.run(main())
+    finally:
+        pool.shutdown()
+    assert len(observations) == 4 and all(o.admissible_actions for o in observations) and survivor.valid
