@@ -244,3 +244,11 @@ def test_mean_std_advantages_of_distinct_rewards_have_unit_std(rewards):
     rewards = np.asarray(rewards) / 100.0
     adv = group_advantages(rewards, np.zeros(len(rewards), dtype=int), eps=0.0)
     assert np.std(adv, ddof=1) == pytest.approx(1.0, rel=1e-6)
+
+
+def test_adaptive_n_refuses_a_g_max_that_would_overflow():
+    with pytest.raises(ValueError, match="g_max must be a whole number in"):
+        adaptive_n(0.5, g_max=1e30)  # ceil(5e29) as int64 was a negative n
+    with pytest.raises(ValueError, match="g_max"):
+        adaptive_n(0.5, g_max=float("inf"))
+    assert adaptive_n(1.0, g_max=2**20) == 2**20

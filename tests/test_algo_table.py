@@ -152,3 +152,15 @@ def test_colliding_high_halves_are_told_apart():
     assert table.n_success(same_hi).tolist() == [1, 1, 0, 0]
     table.record([[same_hi[3], same_hi[0]]], [True])
     assert table.n_total(list(reversed(same_hi))).tolist() == [1, 1, 2, 2]
+
+
+def test_won_must_be_booleans():
+    from openrlhf_3spo.state.actor import LocalStateScores
+
+    table = StateTable()
+    with pytest.raises(ValueError, match="won must hold booleans"):
+        table.record([["a"], ["b"]], [True, "False"])  # bool("False") is True: a loss counted as a win
+    with pytest.raises(ValueError, match="won must hold booleans"):
+        LocalStateScores().record([["a"]], [2])
+    table.record([["a"], ["b"]], [1, False])
+    assert table.n_success(["a", "b"]).tolist() == [1, 0]

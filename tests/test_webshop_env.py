@@ -233,3 +233,8 @@ def test_every_shipped_goal_has_a_path_that_earns_1():
             obs = env.step(action)
             assert obs.valid, (i, action, obs.text[:300])
         assert obs.done and obs.won and obs.reward == 10.0, (i, env.score)
+
+
+def test_a_negative_invalid_penalty_is_refused():
+    with pytest.raises(ValueError, match="invalid_penalty must be a finite number >= 0"):
+        WebShopEnv(0, "shipped", invalid_penalty=-0.1)  # it would turn into a bonus

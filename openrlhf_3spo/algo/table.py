@@ -56,6 +56,15 @@ def _first_of_each(*columns):
     return order[first]
 
 
+def won_flags(won):
+    """Booleans or 0/1, nothing else: bool("False") would count a loss as a win."""
+    values = list(won)
+    for w in values:
+        if not isinstance(w, (bool, np.bool_, int, np.integer)) or w not in (0, 1):
+            raise ValueError(f"won must hold booleans (or 0/1), got {w!r}")
+    return np.asarray(values, dtype=bool)
+
+
 def digests_to_keys(hi, lo):
     words = np.stack([hi, lo], axis=1).astype(">u8")
     text = words.tobytes().hex()
@@ -158,7 +167,7 @@ class StateTable:
                 np.concatenate([self._count, np.zeros((len(fresh), 2), np.int64)]),
             )
             rows = self._rows(hi, lo)  # rows moved
-        won = np.asarray(won, dtype=bool)
+        won = won_flags(won)
         self._count[:, 0] += np.bincount(rows, minlength=len(self))
         self._count[:, 1] += np.bincount(rows[won[trajectory]], minlength=len(self))
         self.t += len(trajectory_keys)

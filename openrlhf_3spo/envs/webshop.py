@@ -314,6 +314,8 @@ class WebShopEnv:
         self.goal_index, self.goal = goal_index, self.catalog.goals[goal_index]
         self.task_id = f"webshop/{goal_index}"
         self.task = self.goal["instruction_text"]
+        if not (isinstance(invalid_penalty, (int, float)) and 0 <= invalid_penalty < float("inf")):
+            raise ValueError(f"invalid_penalty must be a finite number >= 0 (it is subtracted), got {invalid_penalty!r}")
         self.max_steps, self.reward_mode, self.invalid_penalty = max_steps, reward, invalid_penalty
         self._reset_state()
 

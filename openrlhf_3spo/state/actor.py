@@ -17,6 +17,7 @@ import numpy as np
 import ray
 
 from openrlhf_3spo.algo import StateTable, adaptive_n
+from openrlhf_3spo.algo.table import won_flags
 from openrlhf_3spo.state.snapshot import FILE_NAME, load_snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class StateScoreActor:
             )
         if not all(isinstance(keys, (list, tuple)) and all(isinstance(k, str) for k in keys) for keys in trajectory_keys):
             raise ValueError("trajectory_keys must be a list of lists of str")
+        won = won_flags(won)
         self.staged_keys.extend(list(keys) for keys in trajectory_keys)
         self.staged_won.extend(bool(w) for w in won)
         self.received += len(won)
