@@ -42,6 +42,7 @@ class Timed:
             start = time.perf_counter()
             out = await attribute(*args, **kwargs)
             self.clock[self.key] += time.perf_counter() - start
+            self.clock[f"{self.key}_{name}_calls"] = self.clock.get(f"{self.key}_{name}_calls", 0) + 1
             return Timed(out, self.clock, self.key) if name == "fork" else out
 
         return timed
@@ -71,24 +72,24 @@ def overhead(args):
     secrets = ["abcabcabca"[: 4 + i % 6] for i in range(args.tasks)]
 
     async def run_all():
-        steps = samples = 0
+        samples = 0
         for secret in tqdm(secrets, desc="overhead", unit="task"):
             async def make_env(label, secret=secret):
                 return Timed(LocalEnv(CorridorEnv(secret, task_id=f"c{len(secret)}", max_steps=30)), clock, "env")
 
-            executor = SPO3Executor(make_env, scores, "alfworld")
+            executor = SPO3Executor(make_env, scores, "alfworld", g_max=args.g_max)
             engine = Timed(InstantEngine(tokenizer), clock, "engine")
             label = {"label": secret, "trajectories": args.trajectories}
             out = await executor.execute("p", label, SamplingParams(max_tokens=32), 2048, tokenizer, engine)
-            steps += len(out["step_samples"])  # one env step per sample
             samples += sum(s["trained"] for s in out["step_samples"])
             scores.record([t["keys"] for t in out["trajectories"]], [t["won"] for t in out["trajectories"]])
             scores.advance()
-        return steps, samples
+        return samples
 
     start = time.perf_counter()
-    steps, samples = asyncio.run(run_all())
+    samples = asyncio.run(run_all())
     total = time.perf_counter() - start
+    steps = clock["env_step_calls"]  # each distinct candidate action is one env step
     own = total - clock["engine"] - clock["env"]
     return {
         "env_steps": steps,
