@@ -110,3 +110,45 @@ def test_sigkill_during_saves_leaves_a_complete_snapshot(tmp_path):
         assert table.t == meta["round"] + 2 and len(table) == 20000 * (meta["round"] + 1)
     save_snapshot(tmp_path, table)  # the next save clears the temporaries killed saves left
     assert os.listdir(tmp_path) == [FILE_NAME]
+
+
+def _rewrite(tmp_path, **changes):
+    """The saved snapshot with some arrays replaced (or removed, with None)."""
+    import json
+
+    save_snapshot(str(tmp_path), _table(5)[0], tried={bytes(16)})
+    path = tmp_path / FILE_NAME
+    with np.load(path) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    for name, value in changes.items():
+        if name == "header" and not isinstance(value, np.ndarray):
+            value = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+        arrays[name] = value
+    with open(path, "wb") as f:
+        np.savez(f, **{k: v for k, v in arrays.items() if v is not None})
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"header": [1, 2]}, "format version None"),
+        ({"header": {"format_version": 1}}, "header lacks the table parameters"),
+        ({"header": {"format_version": 1, "t": 3, "table": {"alpha": "x"}}}, "inconsistent"),
+        ({"keys": np.zeros((3, 8), np.uint8)}, "keys must be rows of 16 bytes"),
+        ({"n_total": np.zeros((5, 2), np.int64)}, "n_total must be a 1-D integer array"),
+        ({"n_success": np.zeros(5)}, "n_success must be a 1-D integer array"),
+        ({"tried": None}, r"lacks the arrays \[.tried.\]"),
+    ],
+)
+def test_malformed_snapshots_give_one_clear_error(tmp_path, changes, message):
+    _rewrite(tmp_path, **changes)
+    with pytest.raises(ValueError, match=message) as error:
+        load_snapshot(str(tmp_path))
+    assert str(tmp_path / FILE_NAME) in str(error.value)
+
+
+def test_an_npy_file_in_place_of_the_snapshot_is_a_clear_error(tmp_path):
+    with open(tmp_path / FILE_NAME, "wb") as f:
+        np.save(f, np.arange(4))
+    with pytest.raises(ValueError, match="corrupt or truncated.*not an .npz archive"):
+        load_snapshot(str(tmp_path))

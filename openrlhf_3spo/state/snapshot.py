@@ -60,18 +60,32 @@ def load_snapshot(directory):
     try:
         with open(path, "rb") as f:
             data = f.read()
-        with np.load(io.BytesIO(data)) as npz:
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+        with npz:
             arrays = {name: npz[name] for name in npz.files}
+        missing = {"header", "keys", "tried", "n_total", "n_success"} - set(arrays)
+        if missing:
+            raise ValueError(f"it lacks the arrays {sorted(missing)}")
         header = json.loads(arrays["header"].tobytes().decode("utf-8"))
     except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as error:
         raise ValueError(f"state-table snapshot {path} is corrupt or truncated ({error!r})") from None
-    if header.get("format_version") != FORMAT_VERSION:
+    if not isinstance(header, dict) or header.get("format_version") != FORMAT_VERSION:
+        version = header.get("format_version") if isinstance(header, dict) else None
         raise ValueError(
-            f"state-table snapshot {path} has format version {header.get('format_version')!r}; "
-            f"this openrlhf-3spo reads version {FORMAT_VERSION}"
+            f"state-table snapshot {path} has format version {version!r}; this openrlhf-3spo reads version {FORMAT_VERSION}"
         )
-    table = StateTable(**header["table"])
     try:
+        for name in ("keys", "tried"):
+            if arrays[name].ndim != 2 or arrays[name].shape[1] != 16 or arrays[name].dtype != np.uint8:
+                raise ValueError(f"{name} must be rows of 16 bytes, got {arrays[name].dtype} {arrays[name].shape}")
+        for name in ("n_total", "n_success"):
+            if arrays[name].ndim != 1 or not np.issubdtype(arrays[name].dtype, np.integer):
+                raise ValueError(f"{name} must be a 1-D integer array, got {arrays[name].dtype} {arrays[name].shape}")
+        if not isinstance(header.get("table"), dict) or not isinstance(header.get("t"), int):
+            raise ValueError("its header lacks the table parameters or t")
+        table = StateTable(**header["table"])
         table.load_state_dict(
             {
                 "version": STATE_DICT_VERSION,
@@ -81,6 +95,6 @@ def load_snapshot(directory):
                 "t": header["t"],
             }
         )
-    except (ValueError, KeyError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"state-table snapshot {path} is inconsistent ({error})") from None
-    return table, header["meta"], set(_array_to_digests(arrays["tried"]))
+    return table, header.get("meta", {}), set(_array_to_digests(arrays["tried"]))
