@@ -81,6 +81,19 @@ def test_rows_identify_their_game(tmp_path, monkeypatch):
         game_file_of("pick up the apple")
 
 
+def test_rows_made_with_data_dir_record_it(tmp_path, monkeypatch):
+    """`make-dataset --data DIR`: the labels name DIR, so the rollout finds the games without
+    $ALFWORLD_DATA (before, they named $ALFWORLD_DATA and the rollout failed with "file not found")."""
+    from openrlhf_3spo.agents.textenv import make_env
+
+    shutil.copytree(os.path.join(SHIPPED_DATA, "json_2.1.1"), tmp_path / "json_2.1.1")
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    rows = dataset_rows("train", str(tmp_path))
+    assert {json.loads(r["label"])["root"] for r in rows} == {str(tmp_path)}
+    assert all(game_file_of(r["label"]).startswith(str(tmp_path)) for r in rows)
+    assert make_env(rows[0]["label"]).reset().admissible_actions
+
+
 def test_make_dataset_cli(tmp_path):
     out = tmp_path / "sub" / "valid_seen.jsonl"
     cmd = [sys.executable, "-m", "openrlhf_3spo.cli", "make-dataset", "alfworld", "--split", "valid_seen"]

@@ -1,6 +1,7 @@
 """WebShopEnv on a small hand-made catalog: loading, goals, pages, navigation, actions, bad input."""
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -194,20 +195,15 @@ def test_dataset_rows_split_the_goals(root):
 
     eval_rows, train_rows = dataset_rows("eval", root, eval_goals=1), dataset_rows("train", root, eval_goals=1)
     assert [json.loads(r["label"])["goal"] for r in eval_rows + train_rows] == [0, 1]
+    assert json.loads(eval_rows[0]["label"])["root"] == os.path.abspath(root)  # the folder travels with the label
     assert eval_rows[0]["input"] == webshop.catalog(root).goals[0]["instruction_text"]
     with pytest.raises(ValueError, match="eval-goals"):
         dataset_rows("eval", root, eval_goals=500)
     with pytest.raises(ValueError, match="split"):
         dataset_rows("test", root)
-    # a row's label builds its env, through $WEBSHOP_DATA
-    import os
-
-    os.environ["WEBSHOP_DATA"] = root
-    try:
-        env = make_env(train_rows[0]["label"])
-        assert env.goal_index == 1 and env.reset().text.startswith("WebShop [SEP] Instruction:")
-    finally:
-        del os.environ["WEBSHOP_DATA"]
+    # a row's label builds its env from the folder it names, with no $WEBSHOP_DATA
+    env = make_env(train_rows[0]["label"])
+    assert env.goal_index == 1 and env.reset().text.startswith("WebShop [SEP] Instruction:")
 
 
 def _shipped():

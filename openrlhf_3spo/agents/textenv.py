@@ -13,6 +13,7 @@ import json
 import torch
 from openrlhf.utils.agent import AgentExecutorBase, AgentInstanceBase, MultiTurnAgentExecutor
 
+from openrlhf_3spo.envs.base import root_of_label
 from openrlhf_3spo.envs.pool import EnvPool
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 from openrlhf_3spo.rollout.executor import SPO3Executor
@@ -35,8 +36,7 @@ def make_env(label, max_steps=0, webshop_reward="success"):
     if env_name == "webshop":
         from openrlhf_3spo.envs.webshop import WebShopEnv
 
-        root = "shipped" if info.get("root") == "shipped" else None
-        return WebShopEnv(int(info["goal"]), root, reward=webshop_reward, **steps)
+        return WebShopEnv(int(info["goal"]), root_of_label(info), reward=webshop_reward, **steps)
     raise ValueError(f"dataset label names no known env ('env': 'alfworld' or 'webshop'): {str(label)[:200]!r}")
 
 

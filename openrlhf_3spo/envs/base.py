@@ -1,6 +1,7 @@
 """The TextEnv protocol shared by every environment, and the stable state digest."""
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,3 +37,17 @@ def state_digest(*parts: str) -> str:
         digest.update(part.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def label_root(root, variable):
+    """What a dataset label records of its data folder: "shipped", the folder given (absolute), or
+    the environment variable's name (resolved where the env runs)."""
+    if root == "shipped":
+        return "shipped"
+    return os.path.abspath(os.path.expanduser(root)) if root else variable
+
+
+def root_of_label(label):
+    """The data folder argument a label's "root" stands for (None: the environment variable's)."""
+    root = label.get("root")
+    return root if root == "shipped" or (root and os.path.isabs(root)) else None

@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 
-from .base import Observation, state_digest
+from .base import Observation, label_root, state_digest
 from .prompting import SEARCH_TEMPLATE as SEARCH_ACTION
 
 from rapidfuzz import fuzz, utils
@@ -284,9 +284,9 @@ def dataset_rows(split, root=None, eval_goals=500):
     if not 0 < eval_goals < len(goals):
         raise ValueError(f"--eval-goals must lie in [1, {len(goals) - 1}] for this catalog of {len(goals)} goals, got {eval_goals}")
     indices = range(eval_goals) if split == "eval" else range(eval_goals, len(goals))
-    label_root = "shipped" if root == "shipped" else "WEBSHOP_DATA"
+    recorded = label_root(root, "WEBSHOP_DATA")
     return [
-        {"input": goals[i]["instruction_text"], "label": json.dumps({"env": "webshop", "goal": i, "root": label_root})}
+        {"input": goals[i]["instruction_text"], "label": json.dumps({"env": "webshop", "goal": i, "root": recorded})}
         for i in indices
     ]
 
