@@ -199,6 +199,9 @@ def test_dataset_rows_split_the_goals(root):
     assert eval_rows[0]["input"] == webshop.catalog(root).goals[0]["instruction_text"]
     with pytest.raises(ValueError, match="eval-goals"):
         dataset_rows("eval", root, eval_goals=500)
+    # the default works on a small catalog: a quarter of the shipped 164 goals is eval
+    shipped_eval, shipped_train = dataset_rows("eval", "shipped"), dataset_rows("train", "shipped")
+    assert (len(shipped_eval), len(shipped_train)) == (41, 123)
     with pytest.raises(ValueError, match="split"):
         dataset_rows("test", root)
     # a row's label builds its env from the folder it names, with no $WEBSHOP_DATA

@@ -276,11 +276,14 @@ def catalog(root=None):
     return Catalog(root)
 
 
-def dataset_rows(split, root=None, eval_goals=500):
-    """OpenRLHF prompt-dataset rows: goals [0, eval_goals) are `eval` (as published: 500), the rest `train`."""
+def dataset_rows(split, root=None, eval_goals=None):
+    """OpenRLHF prompt-dataset rows: goals [0, eval_goals) are `eval`, the rest `train`. The default
+    is the published 500, or a quarter of a catalog with fewer than 2000 goals (the shipped one)."""
     if split not in ("train", "eval"):
         raise ValueError(f"WebShop split must be 'train' or 'eval', got {split!r}")
     goals = catalog(root).goals
+    if eval_goals is None:
+        eval_goals = 500 if len(goals) >= 2000 else max(len(goals) // 4, 1)
     if not 0 < eval_goals < len(goals):
         raise ValueError(f"--eval-goals must lie in [1, {len(goals) - 1}] for this catalog of {len(goals)} goals, got {eval_goals}")
     indices = range(eval_goals) if split == "eval" else range(eval_goals, len(goals))
