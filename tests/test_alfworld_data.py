@@ -105,3 +105,16 @@ def test_make_dataset_cli(tmp_path):
     assert bad.returncode != 0
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip().splitlines()[-1]]  # one line, no traceback
     assert "openrlhf-3spo: error: ALFWorld data: no folder" in bad.stderr
+
+
+@pytest.mark.parametrize("where, message", [
+    ("file/x.jsonl", "is a file, not a folder"), ("folder", "it is a folder"), ("/proc/x.jsonl", "cannot write /proc/x.jsonl"),
+])
+def test_make_dataset_bad_out_paths_give_one_line(tmp_path, where, message):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    out = where if where.startswith("/") else str(tmp_path / where)
+    cmd = [sys.executable, "-m", "openrlhf_3spo.cli", "make-dataset", "alfworld", "--split", "train", "--data", "shipped", "--out", out]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("openrlhf-3spo: error: ") and message in lines[0]
