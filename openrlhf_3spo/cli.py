@@ -2,16 +2,17 @@
 
 import argparse
 import json
+import os
+import shutil
 import sys
 
 
 def _demo(args):
-    from openrlhf_3spo.demo.corridor import CorridorConfig, run
+    from openrlhf_3spo.demo.alfworld_demo import args_from, run
 
-    cfg = CorridorConfig(iterations=args.iterations, tasks=args.tasks, seed=args.seed)
-    summary = run(cfg, args.out)
+    summary = run(args_from(args), args.out)
     print(f"[demo] metrics, plot and summary written to {args.out}/")
-    print(json.dumps(summary))
+    print(json.dumps({arm: {k: r[k] for k in ("final_eval_success", "unique_states", "env_steps")} for arm, r in summary["arms"].items()}))
 
 
 def _make_dataset(args):
@@ -29,25 +30,134 @@ def _make_dataset(args):
     print(f"[make-dataset] {len(rows)} {args.env} {args.split} tasks written to {args.out}")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, as for every other bad input
+        sys.exit(f"openrlhf-3spo: error: {message}")
+
+
+def _evaluate(args):
+    import asyncio
+    import os
+
+    from openrlhf_3spo.agents.textenv import remote_env_maker
+    from openrlhf_3spo.io import atomic_write_text
+    from openrlhf_3spo.rollout.evaluation import evaluate_tasks, format_table, summarize
+    from openrlhf_3spo.settings import Settings
+
+    if not os.path.exists(args.model):
+        raise ValueError(f"--model {args.model}: no such file or folder")
+    settings = Settings(history_length=args.history_length, max_steps=args.max_steps).checked()
+    if args.env == "alfworld":
+        from openrlhf_3spo.envs.alfworld import dataset_rows
+
+        rows = dataset_rows(args.split, args.data)
+    else:
+        from openrlhf_3spo.envs.webshop import dataset_rows
+
+        rows = dataset_rows(args.split, args.data, args.eval_goals)
+
+    import transformers
+    from vllm import SamplingParams
+
+    from openrlhf_3spo.demo.engine import VLLMEngine
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(os.path.dirname(args.model) if os.path.isfile(args.model) else args.model)
+    params = SamplingParams(temperature=args.temperature, max_tokens=args.max_tokens)
+
+    async def run():
+        engine = VLLMEngine(args.model, max_model_len=args.max_length)
+        try:
+            return await evaluate_tasks(rows, args.env, remote_env_maker(settings), settings, params, args.max_length, tokenizer, engine)
+        finally:
+            engine.shutdown()
+
+    results = asyncio.run(run())
+    table = summarize(args.env, results)
+    print(format_table(table))
+    if args.out:
+        atomic_write_text(args.out, json.dumps({"table": table, "tasks": results}, indent=2))
+
+
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+
+
+def _recipes(args):
+    names = sorted(n for n in os.listdir(RECIPES_DIR) if n.endswith(".sh"))
+    if not args.copy:
+        for name in names:
+            with open(os.path.join(RECIPES_DIR, name)) as f:
+                summary = f.read().splitlines()[1].lstrip("# ")
+            print(f"{name:26} {summary}")
+        return
+    if os.path.exists(args.copy) and not os.path.isdir(args.copy):
+        raise ValueError(f"--copy {args.copy}: it is a file, not a folder")
+    os.makedirs(args.copy, exist_ok=True)
+    for name in names:
+        target = os.path.join(args.copy, name)
+        shutil.copyfile(os.path.join(RECIPES_DIR, name), target)
+        os.chmod(target, 0o755)
+    print(f"[recipes] {len(names)} recipes written to {args.copy}/ (run one with bash, e.g. bash {args.copy}/{names[0]} --dry-run)")
+
+
+def _agent_file(args):
+    from openrlhf_3spo.agents import agent_file
+
+    print(agent_file(args.env, args.mode))
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("openrlhf-3spo")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="openrlhf-3spo", description=__doc__)
+    from openrlhf_3spo.demo.alfworld_demo import add_flags
+
+    parser = _Parser(prog="openrlhf-3spo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("train", help="OpenRLHF PPO training (train_ppo_ray flags) with --advantage_estimator 3spo")
-    demo = commands.add_parser("demo", help="the CPU run: tabular 3SPO against GRPO on combination-lock corridors")
+    demo = commands.add_parser("demo", help="the CPU run: the 3SPO executor against GRPO on ALFWorld games, small CPU policy")
+    add_flags(demo)
     demo.add_argument("--out", default="runs/demo", help="output folder (metrics.jsonl, curves.png, summary.json)")
-    demo.add_argument("--iterations", type=int, default=40)
-    demo.add_argument("--tasks", type=int, default=16)
-    demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
 
     dataset = commands.add_parser("make-dataset", help="write an OpenRLHF prompt dataset (JSONL) of env tasks")
     dataset.add_argument("env", choices=["alfworld", "webshop"])
     dataset.add_argument("--split", required=True, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
     dataset.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA / $WEBSHOP_DATA), or "shipped"')
-    dataset.add_argument("--eval-goals", type=int, default=500, help="webshop: goals [0, N) are eval, the rest train")
+    dataset.add_argument("--eval-goals", type=int, default=None,
+                         help="webshop: goals [0, N) are eval, the rest train (default 500, or a quarter of a small catalog)")
     dataset.add_argument("--task-types", default=None, help="comma-separated ALFWorld task types (default: all six)")
     dataset.add_argument("--out", required=True, help="output .jsonl file")
     dataset.set_defaults(func=_make_dataset)
+
+    recipes = commands.add_parser("recipes", help="list the training recipes shipped with the package, or copy them out")
+    recipes.add_argument("--copy", metavar="DIR", default=None, help="write the recipes (and train.sh) into DIR")
+    recipes.set_defaults(func=_recipes)
+
+    agent = commands.add_parser("agent-file", help="print the installed path of an agent-function file")
+    agent.add_argument("env", choices=["alfworld", "webshop"])
+    agent.add_argument("mode", choices=["3spo", "grpo", "multiturn"])
+    agent.set_defaults(func=_agent_file)
+
+    evaluate = commands.add_parser("evaluate", help="the papers' eval table for a model (vLLM): one episode per task")
+    evaluate.add_argument("--model", required=True, help="model folder (Hugging Face layout) or a GGUF file vLLM can load")
+    evaluate.add_argument("--env", required=True, choices=["alfworld", "webshop"])
+    evaluate.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA / $WEBSHOP_DATA), or "shipped"')
+    evaluate.add_argument("--split", required=True, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
+    evaluate.add_argument("--eval-goals", type=int, default=None, help="webshop: goals [0, N) are eval (default: 500, or a quarter of a small catalog)")
+    evaluate.add_argument("--temperature", type=float, default=0.4, help="as the published evaluations")
+    evaluate.add_argument("--max-tokens", type=int, default=512, help="longest answer per step")
+    evaluate.add_argument("--max-length", type=int, default=4096, help="context length (prompt + answer)")
+    evaluate.add_argument("--history-length", type=int, default=2)
+    evaluate.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the env's own limit)")
+    evaluate.add_argument("--out", default=None, help="also write the results as JSON here")
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
@@ -58,13 +168,12 @@ def main(argv=None):
 
         return train(argv[1:])
     args = build_parser().parse_args(argv)
-    for name in ("iterations", "tasks"):
-        if getattr(args, name, 1) < 1:
-            sys.exit(f"openrlhf-3spo: error: --{name} must be >= 1")
     try:
         args.func(args)
     except ValueError as error:  # bad input: one clear line, no traceback
         sys.exit(f"openrlhf-3spo: error: {error}")
+    except OSError as error:  # an output path under a file, a read-only place, a folder in its way
+        sys.exit(f"openrlhf-3spo: error: cannot write {error.filename or 'the output'}: {error.strerror or error}")
 
 
 if __name__ == "__main__":

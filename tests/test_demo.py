@@ -1,28 +1,105 @@
-"""The CPU demo's corridor run: real training, real files, and 3SPO's step credit shows."""
+"""The CPU demo: the shipped 3SPO executor and the GRPO executor on real ALFWorld games, equal
+env-step budgets, real files; the official data layout; one-line errors."""
 
 import json
+import pathlib
+import shutil
 import subprocess
 import sys
 
-from openrlhf_3spo.demo.corridor import CorridorConfig, run
+import pytest
+
+from openrlhf_3spo.demo.alfworld_demo import DemoArgs, run
+from openrlhf_3spo.envs.alfworld import SHIPPED_DATA
+
+DEMO_DIR = pathlib.Path(__file__).parents[1] / "openrlhf_3spo" / "demo"
+SMALL = dict(games=2, env_steps=300, max_steps=8, batch_tasks=2, trajectories=4, g_max=4, eval_every=2)
 
 
-def test_corridor_run_learns_and_writes_results(tmp_path):
-    summary = run(CorridorConfig(tasks=8, iterations=15), str(tmp_path))
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.jsonl", "curves.png", "summary.json"}
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 30 and {r["method"] for r in rows} == {"3spo", "grpo"}
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    # the untrained policy wins with probability (1/6)^8; branching on step rewards finds the paths
-    assert summary["3spo"]["final_greedy_success"] >= 0.75
-    spo3 = [r for r in rows if r["method"] == "3spo"]
-    assert spo3[0]["trained_samples"] > 0 and spo3[0]["mean_score"] == 1.0  # all states unseen at first
-    assert spo3[-1]["table_size"] > 8 * 8
+def rows_of(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_demo_cli_rejects_bad_flags():
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, run(DemoArgs(**SMALL), str(out))
+
+
+def test_short_run_writes_metrics_summary_and_plot(small_run):
+    out, summary = small_run
+    assert {p.name for p in out.iterdir()} == {"metrics.jsonl", "curves.png", "summary.json"}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert set(summary["arms"]) == {"3spo", "grpo"} and summary["games"] == 2
+    rows = rows_of(out)
+    assert {r["arm"] for r in rows} == {"3spo", "grpo"}
+    for arm in ("3spo", "grpo"):
+        mine = [r for r in rows if r["arm"] == arm]
+        assert mine[0]["env_steps"] == 0 and "eval_success" in mine[0] and "eval_success" in mine[-1]
+        # each arm stops at the first iteration that reaches the budget: equal within one iteration
+        assert mine[-2]["env_steps"] < SMALL["env_steps"] <= mine[-1]["env_steps"]
+        assert all(0 <= r["eval_success"] <= 1 for r in mine if "eval_success" in r)
+        assert [r["unique_states"] for r in mine] == sorted(r["unique_states"] for r in mine)
+
+
+def test_3spo_arm_trains_on_step_groups_and_grows_its_table(small_run):
+    out, summary = small_run
+    spo3 = [r for r in rows_of(out) if r["arm"] == "3spo"][1:]
+    assert len(spo3) >= 2 and all(r["trained_samples"] > 0 for r in spo3)
+    assert spo3[-1]["table_size"] > spo3[0]["table_size"] > 0
+    assert sum(sum(r["n_histogram"]) for r in spo3) > 0 and len(spo3[0]["n_histogram"]) == SMALL["g_max"] + 1
+    assert spo3[-1]["forks"] > 0  # candidates run in forks, and their steps count
+    grpo = [r for r in rows_of(out) if r["arm"] == "grpo"][1:]
+    assert all(r["trained_samples"] == r["step_samples"] for r in grpo)  # every GRPO step trains
+    assert summary["arms"]["3spo"]["n_histogram"]
+
+
+def test_demo_runs_the_shipped_executors_not_its_own_rollout():
+    source = (DEMO_DIR / "alfworld_demo.py").read_text()
+    assert "from openrlhf_3spo.rollout.executor import SPO3Executor" in source
+    assert "from openrlhf_3spo.rollout.grpo import GRPOExecutor" in source
+    for path in DEMO_DIR.glob("*.py"):
+        text = path.read_text()
+        for call in ("adaptive_n(", "step_reward(", "render_prompt(", "StateTable(", "parse_action("):
+            assert call not in text, f"{path.name} calls {call}: the demo must go through the executors"
+    assert not (DEMO_DIR / "corridor.py").exists()
+
+
+def test_cli_reads_games_in_the_official_layout(tmp_path):
+    data = tmp_path / "alfworld"
+    for game in sorted((pathlib.Path(SHIPPED_DATA) / "json_2.1.1" / "valid_seen").iterdir())[:2]:
+        shutil.copytree(game, data / "json_2.1.1" / "valid_unseen" / game.name)
+    out = tmp_path / "out"
+    flags = ["--games", "2", "--env-steps", "60", "--max-steps", "5", "--g-max", "3", "--trajectories", "2",
+             "--batch-tasks", "2", "--seeds", "3"]
     result = subprocess.run(
-        [sys.executable, "-m", "openrlhf_3spo.cli", "demo", "--iterations", "0"], capture_output=True, text=True
+        [sys.executable, "-m", "openrlhf_3spo.cli", "demo", "--data", str(data), "--split", "valid_unseen", *flags, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["games"] == 2 and summary["settings"]["split"] == "valid_unseen" and summary["settings"]["seeds"] == [3]
+    assert {r["seed"] for r in rows_of(out)} == {3}
+    assert json.loads(result.stdout.splitlines()[-1]).keys() == {"3spo", "grpo"}
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--env-steps", "0"], "--env-steps must be >= 1, got 0"),
+        (["--env-steps", "many"], "argument --env-steps: invalid int value: 'many'"),
+        (["--seeds", "0,x"], "--seeds must be comma-separated integers, got '0,x'"),
+        (["--arms", "3spo,ppo"], "unknown arms ['ppo']"),
+        (["--split", "test"], "split must be one of"),
+        (["--data", "/nonexistent"], "ALFWorld data: no folder /nonexistent/json_2.1.1/train"),
+        (["--iterations", "3"], "unrecognized arguments: --iterations 3"),
+    ],
+)
+def test_bad_flags_give_one_line(flags, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "openrlhf_3spo.cli", "demo", *flags, "--out", str(tmp_path)], capture_output=True, text=True
     )
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1] == "openrlhf-3spo: error: --iterations must be >= 1"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("openrlhf-3spo: error: ") and message in lines[0], result.stderr[-2000:]

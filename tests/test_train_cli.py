@@ -13,7 +13,7 @@ import pytest
 from openrlhf_3spo.agents import agent_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*_*.sh")))
+RECIPES = sorted(glob.glob(os.path.join(REPO, "openrlhf_3spo", "recipes", "*_*.sh")))
 ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
 AGENT_3SPO = os.path.join(REPO, "openrlhf_3spo", "agents", "alfworld_3spo.py")
 
@@ -164,3 +164,18 @@ def test_other_parsers_are_left_alone(tmp_path):
     ).replace("AGENT", repr(agent_file("alfworld", "grpo"))).replace("CKPT", repr(str(tmp_path)))
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
     assert "OTHER 5 False" in result.stdout, result.stderr[-2000:]
+
+
+def test_recipes_ship_with_the_package_and_run_from_a_copy(tmp_path):
+    """`openrlhf-3spo recipes --copy r`, then a recipe's dry run from outside the repository: the
+    agent file comes from `openrlhf-3spo agent-file`, never a checkout path or a bare python."""
+    listed = subprocess.run(["openrlhf-3spo", "recipes"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert listed.returncode == 0 and "alfworld_3spo_1.5b.sh" in listed.stdout and "2 x H100" in listed.stdout
+    copied = subprocess.run(["openrlhf-3spo", "recipes", "--copy", "r"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
+    assert copied.returncode == 0, copied.stderr
+    assert sorted(os.listdir(tmp_path / "r")) == sorted(os.path.basename(r) for r in RECIPES + [os.path.join("x", "train.sh")])
+    result = subprocess.run(["bash", "r/alfworld_grpo_1.5b.sh", "--dry-run"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _config(result.stdout)["train"]["agent_func_path"] == agent_file("alfworld", "grpo")
+    path = subprocess.run(["openrlhf-3spo", "agent-file", "webshop", "3spo"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert path.stdout.strip() == agent_file("webshop", "3spo") and os.path.isfile(path.stdout.strip())

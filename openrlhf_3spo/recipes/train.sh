@@ -15,6 +15,7 @@
 #   openrlhf-3spo make-dataset webshop --split train --out data/webshop/train.jsonl
 #   openrlhf-3spo make-dataset webshop --split eval --out data/webshop/eval.jsonl
 # Extra arguments go to `openrlhf-3spo train`, e.g. --dry-run to check the configuration anywhere.
+# `openrlhf-3spo recipes --copy DIR` writes these files out of an installed package.
 set -euo pipefail
 : "${ENV_NAME:?}" "${MODEL:?}" "${GPUS:?}" "${ESTIMATOR:?}" "${MODE:?}"
 case "$ENV_NAME" in
@@ -25,9 +26,8 @@ esac
 DATA=${DATA:-data/$ENV_NAME}
 OUT=${OUT:-runs/${ENV_NAME}_${ESTIMATOR}_$(basename "$MODEL")}
 TP=${TP:-2}
-# the interpreter that has the package (the one behind the openrlhf-3spo command), never a bare python
-PYTHON=$(head -1 "$(command -v openrlhf-3spo)" | sed 's/^#!//')
-AGENT=$("$PYTHON" -c "from openrlhf_3spo.agents import agent_file; print(agent_file('$ENV_NAME', '$MODE'))")
+command -v openrlhf-3spo >/dev/null || { echo "openrlhf-3spo is not on PATH: pip install openrlhf-3spo (README)" >&2; exit 2; }
+AGENT=$(openrlhf-3spo agent-file "$ENV_NAME" "$MODE")  # the installed file, with the package's own interpreter
 
 openrlhf-3spo train \
   --actor.model_name_or_path "$MODEL" \

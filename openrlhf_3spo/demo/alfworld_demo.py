@@ -1,0 +1,361 @@
+"""The CPU demo: the shipped 3SPO executor against trajectory-level GRPO on real ALFWorld games.
+
+Both arms start from the same small policy (`demo/policy.py`, a softmax over the admissible actions
+with hashed text features, answering through the engine interface), play the same games in the same
+order with the same prompts, and get the same budget of env steps. Per iteration, as OpenRLHF's
+samples generator and experience maker do: one executor call per task of the batch, advantages over
+the trained step samples, one policy-gradient step, then (3SPO) the batch's trajectories are recorded
+and the state table starts its next version. Every env step counts, forks' steps included; greedy
+evaluation (one trajectory per game, temperature 0) does not.
+"""
+
+import asyncio
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from openrlhf_3spo.algo import group_advantages
+from openrlhf_3spo.envs.alfworld import ALFWorldEnv, find_games
+from openrlhf_3spo.envs.pool import LocalEnv
+from openrlhf_3spo.io import atomic_write, atomic_write_jsonl, atomic_write_text
+from openrlhf_3spo.demo.policy import LinearPolicy
+
+# executor options per arm (None: trajectory-level GRPO); the benchmark runs them all
+ARMS = {
+    "3spo": {},
+    "grpo": None,
+    "3spo_obs": {"state_key": "obs"},
+    "3spo_fixed_n": {"n_rule": "fixed"},
+    "3spo_paper": {"write_off": "paper", "tried_pairs": "filter"},
+}
+
+
+def _setting(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DemoArgs:
+    """Settings shared by every arm (only the method differs). The CLI's flags and
+    benchmarks/learning.py's come from here: `--env-steps` sets `env_steps`."""
+
+    data: str = _setting("shipped", '"shipped" (the games in this package) or a folder holding json_2.1.1/<split>/')
+    split: str = _setting("train", "train, valid_seen or valid_unseen")
+    games: int = _setting(0, "the first N games of the split (0: all)")
+    seeds: tuple = _setting((0,), "comma-separated seeds: one run of each arm per seed")
+    arms: tuple = _setting(("3spo", "grpo"), f"comma-separated arms, of {', '.join(ARMS)}")
+    env_steps: int = _setting(6000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
+    max_steps: int = _setting(30, "episode length")
+    batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
+    trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
+    g_max: int = _setting(8, "3SPO: at most G_max candidates per state")
+    alpha: float = _setting(50.0, "3SPO: alpha of the state score (eq. 1)")
+    history_length: int = _setting(2, "past steps in each prompt")
+    temperature: float = _setting(1.0, "sampling temperature in training")
+    lr: float = _setting(0.05, "policy learning rate (Adam)")
+    features: int = _setting(4096, "policy weights (hashed features)")
+    eval_every: int = _setting(3, "iterations between greedy evaluations")
+    max_length: int = _setting(32768, "context limit in prompt bytes: never binding for ALFWorld prompts")
+
+    def check(self):
+        for name in ("env_steps", "max_steps", "batch_tasks", "trajectories", "eval_every", "features", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.games < 0:
+            raise ValueError(f"--games must be >= 0, got {self.games}")
+        if not self.seeds or not self.arms:
+            raise ValueError("--seeds and --arms must name at least one each")
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; known: {list(ARMS)}")
+        return self
+
+
+def add_flags(parser, defaults=None):
+    """One flag per DemoArgs field (tuples as comma-separated lists), defaults from `defaults`."""
+    defaults = defaults or DemoArgs()
+    for f in dataclasses.fields(DemoArgs):
+        value = getattr(defaults, f.name)
+        kind = str if isinstance(value, tuple) else type(value)
+        default = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=default, help=f.metadata["help"])
+
+
+def args_from(namespace):
+    """DemoArgs from parsed flags; bad values raise ValueError."""
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(DemoArgs)}
+    try:
+        values["seeds"] = tuple(int(s) for s in values["seeds"].split(","))
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {values['seeds']!r}") from None
+    values["arms"] = tuple(a.strip() for a in values["arms"].split(","))
+    return DemoArgs(**values).check()
+
+
+class CountedEnv(LocalEnv):
+    """A LocalEnv whose steps (forks' included) and state keys go into a shared budget."""
+
+    def __init__(self, env, budget):
+        super().__init__(env)
+        self.budget = budget
+
+    async def reset(self):
+        observation = self.env.reset()
+        self.budget.keys.add(observation.state_key)
+        return observation
+
+    async def step(self, action):
+        observation = self.env.step(action)
+        self.budget.steps += 1
+        self.budget.keys.add(observation.state_key)
+        return observation
+
+    async def fork(self):
+        self.budget.forks += 1
+        return CountedEnv(self.env.fork(), self.budget)
+
+
+@dataclass
+class Budget:
+    steps: int = 0
+    forks: int = 0
+    keys: set = dataclasses.field(default_factory=set)
+
+
+def _sampling_params(temperature):
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=temperature, max_tokens=128)
+
+
+def _executor(arm, args, make_env, scores):
+    if ARMS[arm] is None:
+        from openrlhf_3spo.rollout.grpo import GRPOExecutor
+
+        return GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
+    from openrlhf_3spo.rollout.executor import SPO3Executor
+
+    return SPO3Executor(make_env, scores, "alfworld", history_length=args.history_length, g_max=args.g_max, **ARMS[arm])
+
+
+def _advantages(arm, samples):
+    if not samples:
+        return np.zeros(0)
+    rewards, groups = [s["reward"] for s in samples], [s["group_id"] for s in samples]
+    if ARMS[arm] is None:
+        from openrlhf_3spo.algo import trajectory_advantages
+
+        return trajectory_advantages(rewards, groups, [s["trajectory_id"] for s in samples])
+    return group_advantages(rewards, groups)
+
+
+async def evaluate(policy, games, args):
+    """Greedy success rate: one trajectory per game at temperature 0, through the GRPO executor with
+    B = 1 (the same prompts and parsing as training), on envs outside the budget."""
+    from openrlhf_3spo.rollout.grpo import GRPOExecutor
+
+    async def make_env(game_file):
+        return LocalEnv(ALFWorldEnv(game_file, max_steps=args.max_steps))
+
+    executor = GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
+    params, wins = _sampling_params(0.0), 0
+    for game in games:
+        out = await executor.execute(game, {"label": game, "trajectories": 1}, params, args.max_length, policy.tokenizer, policy)
+        wins += sum(t["won"] for t in out["trajectories"])
+    return wins / len(games)
+
+
+async def train_arm(arm, args, games, seed):
+    """Trains one arm from the initial policy until its env-step budget is spent; -> metric rows."""
+    from openrlhf_3spo.state.actor import LocalStateScores
+
+    policy = LinearPolicy(args.features, args.lr, seed)
+    budget = Budget()
+
+    async def make_env(game_file):
+        return CountedEnv(ALFWorldEnv(game_file, max_steps=args.max_steps), budget)
+
+    scores = LocalStateScores(alpha=args.alpha, g_max=args.g_max) if ARMS[arm] is not None else None
+    executor = _executor(arm, args, make_env, scores)
+    params = _sampling_params(args.temperature)
+    order_rng = np.random.default_rng(seed)  # the same game order for every arm
+    queue, rows = [], []
+    idle, start = 0, time.perf_counter()
+    row = {"arm": arm, "seed": seed, "iteration": 0, "env_steps": 0, "forks": 0, "unique_states": 0, "trained_samples": 0}
+    row.update(eval_success=await evaluate(policy, games, args), seconds=0.0)
+    rows.append(row)
+    bar = tqdm(total=args.env_steps, desc=f"{arm} seed {seed}", unit="step")
+    iteration = 0
+    while budget.steps < args.env_steps:
+        iteration += 1
+        if len(queue) < args.batch_tasks:
+            queue += list(order_rng.permutation(games))
+        batch, queue = queue[: args.batch_tasks], queue[args.batch_tasks :]
+        steps_before = budget.steps
+        outs = []
+        for game in batch:
+            label = {"label": game, "trajectories": args.trajectories}
+            if scores is not None:
+                label["version"] = scores.current_version()
+            outs.append(await executor.execute(game, label, params, args.max_length, policy.tokenizer, policy))
+        samples = [s for o in outs for s in o["step_samples"] if s["trained"]]
+        policy.update(samples, _advantages(arm, samples))
+        trajectories = [t for o in outs for t in o["trajectories"]]
+        truncated = sum(o.get("truncated_trajectories", 0) for o in outs)
+        row = {
+            "arm": arm,
+            "seed": seed,
+            "iteration": iteration,
+            "env_steps": budget.steps,
+            "forks": budget.forks,
+            "unique_states": len(budget.keys),
+            "trained_samples": len(samples),
+            "step_samples": sum(len(o["step_samples"]) for o in outs),
+            "rollout_success": sum(t["won"] for t in trajectories) / max(len(trajectories) + truncated, 1),
+        }
+        if scores is not None:  # as the experience maker: record the batch, then the next version
+            scores.record([t["keys"] for t in trajectories], [t["won"] for t in trajectories])
+            scores.advance()
+            stats = scores.stats()
+            row.update(
+                table_size=stats["unique_states"],
+                truncated_trajectories=truncated,
+                n_histogram=_n_histogram(outs, args.g_max),
+            )
+        # a batch of written-off tasks spends nothing: stop once a whole pass over the games did
+        idle = idle + 1 if budget.steps == steps_before else 0
+        stalled = idle >= math.ceil(len(games) / args.batch_tasks)
+        done = budget.steps >= args.env_steps or stalled
+        if iteration % args.eval_every == 0 or done:
+            row["eval_success"] = await evaluate(policy, games, args)
+            bar.set_postfix(eval=f"{row['eval_success']:.2f}", states=len(budget.keys))
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        rows.append(row)
+        bar.update(min(budget.steps, args.env_steps) - bar.n)
+        if stalled:
+            row["stalled"] = True
+            break
+    bar.close()
+    return rows
+
+
+def _n_histogram(outs, g_max):
+    """Decision points by the n they drew (one count per group, not per candidate)."""
+    n_of = {s["group_id"]: s["n"] for o in outs for s in o["step_samples"]}
+    return np.bincount(list(n_of.values()), minlength=g_max + 1).tolist()
+
+
+def run(args: DemoArgs, out_dir):
+    """Trains every arm for every seed; writes metrics.jsonl, summary.json and curves.png."""
+    args.check()
+    games = find_games(args.split, args.data)
+    games = games[: args.games] if args.games else games
+    rows = []
+    for seed in args.seeds:
+        for arm in args.arms:
+            rows += asyncio.run(train_arm(arm, args, games, seed))
+            atomic_write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)  # partial results survive a crash
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()}
+    summary = {"settings": settings, "games": len(games), "arms": summarize(rows, args.arms)}
+    atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
+    plot_curves(rows, args.arms, os.path.join(out_dir, "curves.png"), f"ALFWorld ({len(games)} {args.split} games)")
+    return summary
+
+
+# ---- curves and summaries: shared with benchmarks/learning.py -----------------------------------
+
+
+def curve(rows, arm, seed, metric):
+    """(env steps, metric) at the rows of one arm and seed that have it."""
+    points = [(r["env_steps"], r[metric]) for r in rows if r["arm"] == arm and r["seed"] == seed and metric in r]
+    return np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float)
+
+
+def value_at(steps, values, x):
+    """The last value measured at or before x env steps (a step function)."""
+    i = np.searchsorted(steps, x, side="right") - 1
+    return float(values[max(i, 0)])
+
+
+def steps_to_reach(steps, values, target):
+    """Env steps at the first measurement reaching `target`, or None."""
+    hit = np.nonzero(values >= target - 1e-9)[0]
+    return int(steps[hit[0]]) if len(hit) else None
+
+
+def summarize(rows, arms):
+    """Per arm: per-seed results and their mean, min and max."""
+    seeds = sorted({r["seed"] for r in rows})
+    out = {}
+    for arm in arms:
+        per_seed = []
+        for seed in seeds:
+            mine = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
+            steps, success = curve(rows, arm, seed, "eval_success")
+            last = mine[-1]
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "env_steps": last["env_steps"],
+                    "forks": last["forks"],
+                    "final_eval_success": float(success[-1]),
+                    "best_eval_success": float(success.max()),
+                    "unique_states": last["unique_states"],
+                    "trained_samples": sum(r["trained_samples"] for r in mine),
+                    "trained_samples_per_env_step": sum(r["trained_samples"] for r in mine) / max(last["env_steps"], 1),
+                    "rollout_success": float(np.mean([r["rollout_success"] for r in mine if "rollout_success" in r])),
+                    "iterations": last["iteration"],
+                    "seconds": last["seconds"],
+                    "stalled": bool(last.get("stalled", False)),
+                }
+            )
+        out[arm] = {"seeds": per_seed}
+        for key in ("final_eval_success", "unique_states", "trained_samples_per_env_step", "env_steps"):
+            values = [s[key] for s in per_seed]
+            out[arm][key] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
+        histograms = [r["n_histogram"] for r in rows if r["arm"] == arm and "n_histogram" in r]
+        if histograms:
+            out[arm]["n_histogram"] = np.sum(histograms, axis=0).tolist()
+    return out
+
+
+def mean_band(rows, arm, metric, grid):
+    """Mean, min and max over seeds of a metric on a grid of env steps (a run that ended holds its
+    last value)."""
+    seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
+    table = np.array([[value_at(*curve(rows, arm, seed, metric), x) for x in grid] for seed in seeds])
+    return table.mean(0), table.min(0), table.max(0)
+
+
+def plot_curves(rows, arms, path, title):
+    """Two panels, success rate and unique states against env steps: mean over seeds, min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for arm in arms:
+        grid = np.linspace(0, max(r["env_steps"] for r in rows if r["arm"] == arm), 200)
+        for ax, metric in zip(axes, ("eval_success", "unique_states")):
+            mean, low, high = mean_band(rows, arm, metric, grid)
+            (line,) = ax.plot(grid, mean, label=arm, drawstyle="steps-post")
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, step="post")
+    axes[0].set_ylabel("greedy success rate (one episode per game)")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[1].set_ylabel("distinct env states visited")
+    for ax in axes:
+        ax.set_xlabel("env steps (forks' steps included)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
