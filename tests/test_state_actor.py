@@ -200,3 +200,36 @@ def test_table_is_saved_with_openrlhf_checkpoints_and_restored_on_resume(local_r
     assert states["global_step"] == 0  # OpenRLHF's own resume state, untouched
     assert tables["resumed"].content_hash() == tables["train"].content_hash()
     assert tables["resumed"].stats()["t"] == 3
+
+
+def test_a_resumed_table_scores_with_this_runs_parameters(tmp_path):
+    old = StateScoreActor(alpha=50.0, xi=10.0)
+    old.record([[KEYS[0]]] * 3, [True, False, False])
+    old.advance()
+    old.save(str(tmp_path))
+    new = StateScoreActor(alpha=2.0, xi=1.0)
+    new.load(str(tmp_path))
+    # N_total 3, N_success 1, t = 4: alpha 2 gives exp(-2 ln 4 / 3.000001); xi 1: N_fail 2 >= 1 but SR > zeta
+    assert new.lookup([KEYS[0]])["score"][0] == pytest.approx(np.exp(-2.0 * np.log(4) / 3.000001), rel=1e-9)
+    assert (new.table.alpha, new.table.xi, new.table.t) == (2.0, 1.0, 4)
+
+
+def test_a_new_run_in_the_same_folder_starts_empty(local_ray, tmp_path):
+    """Without --ckpt.load_enable a run never inherits the statistics of an earlier run in its
+    folder (each run's live snapshots have a folder of their own)."""
+    from types import SimpleNamespace
+
+    from openrlhf_3spo.openrlhf.train import _start_state_actors
+    from openrlhf_3spo.settings import Settings
+
+    def run(name):
+        spo3 = SimpleNamespace(**Settings(state_actor=name).to_dict())
+        return _start_state_actors(SimpleNamespace(spo3=spo3, ckpt=SimpleNamespace(path=str(tmp_path))))
+
+    first = run("run-one")
+    first.record([[KEYS[0], KEYS[1]]], [True])
+    first.advance()
+    assert first.stats()["unique_states"] == 2
+    second = run("run-two")
+    assert second.stats()["unique_states"] == 0 and second.stats()["t"] == 1
+    assert len(os.listdir(tmp_path / "spo3_live")) == 2

@@ -13,6 +13,8 @@ import json
 import os
 import runpy
 import sys
+import uuid
+from datetime import datetime
 from contextlib import contextmanager
 from types import SimpleNamespace
 from unittest import mock
@@ -104,6 +106,14 @@ def _openrlhf_patched(argv, dry_run):
         yield
 
 
+def live_snapshot_dir(ckpt_path):
+    """Where this run's state actors snapshot every version, for Ray to restart a crashed one from:
+    a folder of its own, so a new run never inherits an old run's statistics (a resumed run gets
+    the checkpointed table, through --ckpt.load_enable)."""
+    run = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return os.path.join(ckpt_path, "spo3_live", run)
+
+
 def _start_state_actors(args):
     from openrlhf_3spo.state.actor import StateScores
 
@@ -111,7 +121,7 @@ def _start_state_actors(args):
     return StateScores.create(
         spo3.state_actor,
         num_shards=spo3.score_shards,
-        snapshot_dir=os.path.join(args.ckpt.path, "spo3_live"),
+        snapshot_dir=live_snapshot_dir(args.ckpt.path),
         alpha=spo3.alpha,
         xi=spo3.xi,
         zeta=spo3.zeta,

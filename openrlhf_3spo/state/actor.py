@@ -119,7 +119,11 @@ class StateScoreActor:
         return save_snapshot(directory, self.table, {"version": self.version, "applied": applied}, self.tried)
 
     def load(self, directory):
+        """The saved counts, t, version and tried pairs; the score parameters stay this run's own
+        (a resumed run with other --spo3.alpha/xi/zeta scores the restored counts with them)."""
+        own = self.table
         self.table, meta, self.tried = load_snapshot(directory)
+        self.table.alpha, self.table.xi, self.table.zeta, self.table.eps = own.alpha, own.xi, own.zeta, own.eps
         self.version, self.received = meta["version"], meta["applied"]
         self.staged_keys, self.staged_won = [], []
 
