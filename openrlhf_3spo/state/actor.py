@@ -17,7 +17,7 @@ import numpy as np
 import ray
 
 from openrlhf_3spo.algo import StateTable, adaptive_n
-from openrlhf_3spo.algo.table import won_flags
+from openrlhf_3spo.algo.table import STATE_DICT_VERSION, won_flags
 from openrlhf_3spo.state.snapshot import FILE_NAME, load_snapshot, save_snapshot
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,15 @@ class StateScoreActor:
 
     def current_version(self):
         return self.version
+
+    def trajectory_counter(self):
+        return self.table.t
+
+    def set_trajectory_counter(self, t):
+        """Shards agree on t: one that was restarted lost the records staged since its snapshot."""
+        self.table.t = t
+        if self.snapshot_dir:
+            self.save(self.snapshot_dir)
 
     def is_tried(self, pair_digests):
         return [d in self.tried for d in pair_digests]
@@ -119,11 +128,14 @@ class StateScoreActor:
         return save_snapshot(directory, self.table, {"version": self.version, "applied": applied}, self.tried)
 
     def load(self, directory):
-        """The saved counts, t, version and tried pairs; the score parameters stay this run's own
-        (a resumed run with other --spo3.alpha/xi/zeta scores the restored counts with them)."""
-        own = self.table
-        self.table, meta, self.tried = load_snapshot(directory)
-        self.table.alpha, self.table.xi, self.table.zeta, self.table.eps = own.alpha, own.xi, own.zeta, own.eps
+        table, meta, tried = load_snapshot(directory)
+        self.load_state(table.state_dict(), meta, tried)
+
+    def load_state(self, state, meta, tried):
+        """Saved counts, t, version and tried pairs; the score parameters stay this run's own (a
+        resumed run with other --spo3.alpha/xi/zeta scores the restored counts with them)."""
+        self.table.load_state_dict(state)
+        self.tried = set(tried)
         self.version, self.received = meta["version"], meta["applied"]
         self.staged_keys, self.staged_won = [], []
 
@@ -240,6 +252,9 @@ class StateScores:
         versions = set(ray.get([a.advance.remote() for a in self.actors]))
         if len(versions) != 1:
             raise RuntimeError(f"state-score shards disagree on the version: {sorted(versions)}")
+        counters = ray.get([a.trajectory_counter.remote() for a in self.actors])
+        if len(set(counters)) > 1:  # t is one number for the whole table, whatever the shards
+            ray.get([a.set_trajectory_counter.remote(max(counters)) for a in self.actors])
         return versions.pop()
 
     def _pair_calls(self, method, pairs):
@@ -277,7 +292,7 @@ class StateScores:
         states = sum(s["unique_states"] for s in shards)
         return {
             "version": shards[0]["version"],
-            "t": shards[0]["t"],
+            "t": max(s["t"] for s in shards),
             "unique_states": states,
             "mean_score": sum(s["mean_score"] * s["unique_states"] for s in shards) / states if states else 1.0,
             "n_histogram": np.sum([s["n_histogram"] for s in shards], axis=0).tolist(),
@@ -290,7 +305,28 @@ class StateScores:
         return ray.get([a.save.remote(os.path.join(directory, f"shard-{i}")) for i, a in enumerate(self.actors)])
 
     def load(self, directory):
-        ray.get([a.load.remote(os.path.join(directory, f"shard-{i}")) for i, a in enumerate(self.actors)])
+        """A table saved by any number of shards: with another number than this handle's, the
+        counts are merged and split again by key (tried pairs, keyed by digest, go to every shard)."""
+        saved = sorted(d for d in os.listdir(directory) if d.startswith("shard-"))
+        if len(saved) == len(self.actors):
+            ray.get([a.load.remote(os.path.join(directory, f"shard-{i}")) for i, a in enumerate(self.actors)])
+            return
+        if not saved:
+            raise ValueError(f"no state-table shards (shard-<i>/) in {directory}")
+        parts = [load_snapshot(os.path.join(directory, d)) for d in saved]
+        keys = [k for table, _, _ in parts for k in table.state_dict()["keys"]]
+        counts = {name: np.concatenate([table.state_dict()[name] for table, _, _ in parts]) for name in ("n_total", "n_success")}
+        t = max(table.t for table, _, _ in parts)
+        meta = {"version": max(m["version"] for _, m, _ in parts), "applied": max(m["applied"] for _, m, _ in parts)}
+        tried = set().union(*(pairs for _, _, pairs in parts))
+        owner = np.array([shard_of(k, len(self.actors)) for k in keys], dtype=np.int64)
+        refs = []
+        for i, actor in enumerate(self.actors):
+            mine = np.flatnonzero(owner == i)
+            state = {"version": STATE_DICT_VERSION, "keys": [keys[j] for j in mine], "t": t,
+                     "n_total": counts["n_total"][mine], "n_success": counts["n_success"][mine]}
+            refs.append(actor.load_state.remote(state, meta, tried))
+        ray.get(refs)
 
     def content_hash(self):
         return ray.get([a.content_hash.remote() for a in self.actors])
