@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from openrlhf_3spo.cli import main
 from openrlhf_3spo.demo.alfworld_demo import DemoArgs, run
 from openrlhf_3spo.envs.alfworld import SHIPPED_DATA
 
@@ -97,9 +98,15 @@ def test_cli_reads_games_in_the_official_layout(tmp_path):
     ],
 )
 def test_bad_flags_give_one_line(flags, message, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", *flags, "--out", str(tmp_path)])
+    assert str(exit_.value.code).startswith("openrlhf-3spo: error: ") and message in str(exit_.value.code)
+    assert "\n" not in str(exit_.value.code)
+
+
+def test_bad_flag_on_the_command_line_prints_one_line(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "openrlhf_3spo.cli", "demo", *flags, "--out", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "openrlhf_3spo.cli", "demo", "--env-steps", "0", "--out", str(tmp_path)], capture_output=True, text=True
     )
     assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("openrlhf-3spo: error: ") and message in lines[0], result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == ["openrlhf-3spo: error: --env-steps must be >= 1, got 0"]

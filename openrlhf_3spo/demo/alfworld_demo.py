@@ -21,10 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from openrlhf_3spo.algo import group_advantages
+from openrlhf_3spo.demo.policy import LinearPolicy
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, find_games
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.io import atomic_write, atomic_write_jsonl, atomic_write_text
-from openrlhf_3spo.demo.policy import LinearPolicy
+from openrlhf_3spo.settings import Settings
 
 # executor options per arm (None: trajectory-level GRPO); the benchmark runs them all
 ARMS = {
@@ -54,9 +55,9 @@ class DemoArgs:
     max_steps: int = _setting(30, "episode length")
     batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
     trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
-    g_max: int = _setting(8, "3SPO: at most G_max candidates per state")
-    alpha: float = _setting(50.0, "3SPO: alpha of the state score (eq. 1)")
-    history_length: int = _setting(2, "past steps in each prompt")
+    g_max: int = _setting(Settings.g_max, "3SPO: at most G_max candidates per state")
+    alpha: float = _setting(Settings.alpha, "3SPO: alpha of the state score (eq. 1)")
+    history_length: int = _setting(Settings.history_length, "past steps in each prompt")
     temperature: float = _setting(1.0, "sampling temperature in training")
     lr: float = _setting(0.05, "policy learning rate (Adam)")
     features: int = _setting(4096, "policy weights (hashed features)")
@@ -69,6 +70,8 @@ class DemoArgs:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.games < 0:
             raise ValueError(f"--games must be >= 0, got {self.games}")
+        if self.g_max < 2:
+            raise ValueError(f"--g-max must be >= 2, got {self.g_max}")
         if not self.seeds or not self.arms:
             raise ValueError("--seeds and --arms must name at least one each")
         unknown = [a for a in self.arms if a not in ARMS]

@@ -25,7 +25,7 @@ An invalid action keeps the state key under every key mode, so it never earns no
 import asyncio
 import dataclasses
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from openrlhf.utils.agent import AgentExecutorBase
@@ -122,7 +122,7 @@ class SPO3Executor(AgentExecutorBase):
         return {
             "prompt": prompt,
             "label": label,
-            "step_samples": [asdict(s) for s in rollout.samples],
+            "step_samples": [dict(vars(s)) for s in rollout.samples],  # shallow: asdict copies every token list
             "trajectories": [
                 {"keys": list(dict.fromkeys(p.keys)), "won": bool(p.observation.won)} for p, cut in finished if not cut
             ],

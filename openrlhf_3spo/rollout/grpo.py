@@ -10,7 +10,7 @@ trajectories (group_norm) and gives each step its trajectory's advantage (`traje
 
 import asyncio
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from openrlhf.utils.agent import AgentExecutorBase
 
@@ -63,7 +63,7 @@ class GRPOExecutor(AgentExecutorBase):
         for b, (steps, last, keys, cut) in enumerate(runs):
             total = sum(step["env_reward"] for step in steps)
             samples += [
-                asdict(TrajectoryStep(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}"))
+                dict(vars(TrajectoryStep(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}")))
                 for step in steps
             ]
             trajectories.append({"keys": list(dict.fromkeys(keys)), "won": bool(last.won), "return": total})
