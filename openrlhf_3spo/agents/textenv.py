@@ -18,6 +18,7 @@ from openrlhf_3spo.envs.pool import EnvPool
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 from openrlhf_3spo.rollout.executor import SPO3Executor
 from openrlhf_3spo.rollout.grpo import GRPOExecutor
+from openrlhf_3spo.rollout.step import task_label
 from openrlhf_3spo.settings import Settings
 
 
@@ -57,9 +58,13 @@ def remote_env_maker(settings):
     return make_remote_env
 
 
-def dataset_label(label):
-    """The dataset's own label inside the one the samples generator sends."""
-    return label["label"] if isinstance(label, dict) and "settings" in label else label
+def grpo_executor(env_name, settings):
+    """Step-wise GRPO with the run's settings: the baseline, and every step mode's eval episode."""
+    return GRPOExecutor(remote_env_maker(settings), env_name, settings.history_length)
+
+
+def is_eval(label):
+    return isinstance(label, dict) and bool(label.get("eval"))
 
 
 def user_turn(tokenizer, content):
@@ -153,7 +158,7 @@ class MultiTurnTextEnvExecutor(MultiTurnAgentExecutor):
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         # The instance renders chat turns, so it needs the tokenizer: it travels with the label.
-        task = dataset_label(label)
+        task = task_label(label)[0]
         wrapped = {"label": task, "settings": Settings.from_label(label), "tokenizer": hf_tokenizer, "env_name": self.env_name}
         output = await super().execute(prompt, wrapped, sampling_params, max_length, hf_tokenizer, llm_engine, images)
         output["label"] = task
@@ -170,10 +175,8 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
 
     async def execute(self, prompt, label, *args, **kwargs):
         settings = Settings.from_label(label)
-        if isinstance(label, dict) and label.get("eval"):  # one plain episode: no branching, nothing recorded
-            return await GRPOExecutor(remote_env_maker(settings), self.env_name, settings.history_length).evaluate(
-                prompt, label, *args, **kwargs
-            )
+        if is_eval(label):  # one plain episode: no branching, nothing recorded
+            return await grpo_executor(self.env_name, settings).evaluate(prompt, label, *args, **kwargs)
         return await self._executor(settings).execute(prompt, label, *args, **kwargs)
 
     @functools.lru_cache(maxsize=4)
@@ -196,8 +199,7 @@ class GRPOTextEnvExecutor(AgentExecutorBase):
     advantage_estimator = GRPOExecutor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
-        settings = Settings.from_label(label)
-        executor = GRPOExecutor(remote_env_maker(settings), self.env_name, settings.history_length)
-        if isinstance(label, dict) and label.get("eval"):
+        executor = grpo_executor(self.env_name, Settings.from_label(label))
+        if is_eval(label):
             return await executor.evaluate(prompt, label, *args, **kwargs)
         return await executor.execute(prompt, label, *args, **kwargs)

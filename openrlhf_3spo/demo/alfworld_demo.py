@@ -159,8 +159,9 @@ def _advantages(arm, samples):
 
 
 async def evaluate(policy, games, args):
-    """Greedy success rate: one trajectory per game at temperature 0, through the GRPO executor with
-    B = 1 (the same prompts and parsing as training), on envs outside the budget."""
+    """Greedy success rate: one episode per game at temperature 0, through the eval episode every
+    step mode uses (`GRPOExecutor.evaluate`: the same prompts and parsing as training), on envs
+    outside the budget."""
     from openrlhf_3spo.rollout.grpo import GRPOExecutor
 
     async def make_env(game_file):
@@ -169,8 +170,8 @@ async def evaluate(policy, games, args):
     executor = GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
     params, wins = _sampling_params(0.0), 0
     for game in games:
-        out = await executor.execute(game, {"label": game, "trajectories": 1}, params, args.max_length, policy.tokenizer, policy)
-        wins += sum(t["won"] for t in out["trajectories"])
+        out = await executor.evaluate(game, game, params, args.max_length, policy.tokenizer, policy)
+        wins += out["reward"]  # task success, 1 or 0
     return wins / len(games)
 
 

@@ -158,7 +158,8 @@ class _TaskRollout:
                 return path, True
             outputs = await generate(self.engine, context, self.sampling_params, n, self.max_length)
             actions = [chosen_action(path.observation, o) for o in outputs]
-            tried = await scores.is_tried_async([(key, a) for a in actions])
+            # one candidate ranks alone: no actor round trip for it
+            tried = await scores.is_tried_async([(key, a) for a in actions]) if n >= 2 else [False]
             members, trained = self._members(actions, tried, n)
             # each distinct action runs once, in its own env: the env is deterministic
             choices = list(dict.fromkeys(actions[i] for i in members))
