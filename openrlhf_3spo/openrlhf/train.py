@@ -34,22 +34,24 @@ class _DryRun(Exception):
 def problems(ns):
     """One line per inconsistent setting (flat namespace, as parsed)."""
     settings = Settings(**{name[len("spo3."):]: value for name, value in vars(ns).items() if name.startswith("spo3.")})
-    if settings.problems():
-        return settings.problems()
+    found = settings.problems()
+    if found:
+        return found
     estimator, agent = getattr(ns, ESTIMATOR_DEST), getattr(ns, "train.agent_func_path")
     agent_estimator = step_estimator(agent) if agent and os.path.isfile(agent) else None
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
                 f"not {estimator}"]
-    if estimator != "3spo":
+    if estimator != "3spo" and agent_estimator is None:  # OpenRLHF's own modes: its own checks
         return []
     found = []
-    if agent_estimator != "3spo":
+    if agent_estimator != estimator:
         found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
                      "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
+    # the step modes (3SPO, step-wise GRPO) train on whole batches of tasks, generated in step
     checks = [
-        (not getattr(ns, "train.async_enable", False), "3SPO needs synchronous rollouts: drop --train.async_enable"),
-        (not getattr(ns, "algo.dynamic_filtering_enable", False), "3SPO does not support --algo.dynamic_filtering_enable"),
+        (not getattr(ns, "train.async_enable", False), "the step modes need synchronous rollouts: drop --train.async_enable"),
+        (not getattr(ns, "algo.dynamic_filtering_enable", False), "the step modes do not support --algo.dynamic_filtering_enable"),
         (getattr(ns, "rollout.n_samples_per_prompt") >= 1, "--rollout.n_samples_per_prompt must be >= 1"),
     ]
     return found + [message for ok, message in checks if not ok]
