@@ -99,6 +99,15 @@ def _recipes(args):
     print(f"[recipes] {len(names)} recipes written to {args.copy}/ (run one with bash, e.g. bash {args.copy}/{names[0]} --dry-run)")
 
 
+def _tiny_model(args):
+    from openrlhf_3spo.demo.smollm2 import write_tiny_model
+
+    if os.path.exists(args.out) and os.listdir(args.out):
+        raise ValueError(f"--out {args.out}: not an empty folder")
+    write_tiny_model(args.out, args.seed)
+    print(f"[tiny-model] a random 3.2M-parameter Llama with the SmolLM2 tokenizer written to {args.out}")
+
+
 def _agent_file(args):
     from openrlhf_3spo.agents import agent_file
 
@@ -144,6 +153,11 @@ def build_parser():
     agent.add_argument("env", choices=["alfworld", "webshop"])
     agent.add_argument("mode", choices=["3spo", "grpo", "multiturn"])
     agent.set_defaults(func=_agent_file)
+
+    tiny = commands.add_parser("tiny-model", help="write a tiny random Llama (SmolLM2 tokenizer) for `train --cpu`")
+    tiny.add_argument("--out", required=True, help="output folder (Hugging Face layout)")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=_tiny_model)
 
     evaluate = commands.add_parser("evaluate", help="the papers' eval table for a model (vLLM): one episode per task")
     evaluate.add_argument("--model", required=True, help="model folder (Hugging Face layout) or a GGUF file vLLM can load")

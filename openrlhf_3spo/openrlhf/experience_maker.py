@@ -62,6 +62,8 @@ class SPO3ExperienceMaker(RemoteExperienceMaker):
             experience.info["return"] = reward.sum(dim=-1)
             experience.info["spo3_advantage"] = advantage.to(experience.rewards)
             experience.kl = None
+            for id_key in (GROUP_KEY, TRAJECTORY_KEY):  # ids: their batch means would be logged as metrics
+                experience.info.pop(id_key, None)
         scores = self.state_scores
         if scores is not None:
             scores.advance()

@@ -11,6 +11,8 @@ wraps OpenRLHF's parser and strategy factory while its CLI module runs (`train.p
 import functools
 import os
 
+from openrlhf_3spo.openrlhf import cpu as cpu_mode
+
 SETUP_HOOK = "openrlhf_3spo.openrlhf.register.register"
 SUPPORTED_OPENRLHF = "0.11.2"
 
@@ -38,15 +40,16 @@ def check_openrlhf_version():
         raise RuntimeError(f"openrlhf-3spo supports openrlhf=={SUPPORTED_OPENRLHF}, found {version}")
 
 
-def ray_runtime_env():
-    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars and the setup hook.
-    (The run's settings travel in the task labels, not here.)"""
-    openrlhf_env = {
+def ray_runtime_env(cpu=False):
+    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars, the setup hook, and
+    under --cpu the CPU mode's environment. (The run's settings travel in the task labels, not here.)"""
+    env = {
         "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
         "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
         "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+        **(cpu_mode.runtime_env_vars() if cpu else {}),
     }
-    return {"env_vars": openrlhf_env, "worker_process_setup_hook": SETUP_HOOK}
+    return {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}
 
 
 def uses_3spo(args):
@@ -75,6 +78,8 @@ def register():
     if getattr(ppo_trainer, "SPO3_REGISTERED", False):
         return
     check_openrlhf_version()
+    if os.environ.get(cpu_mode.CPU_MODE_VAR) == "1":
+        cpu_mode.apply()
     from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks
     from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
     from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator

@@ -5,7 +5,8 @@ OpenRLHF builds its parser and validates arguments in its module's `__main__` bl
 `train(args)`. This runs that block as it is, with three additions: the parser learns `--spo3.*` and
 `--algo.advantage.estimator 3spo` (alias `--advantage_estimator`) and checks 3SPO settings; Ray
 starts with the plugin's worker setup hook; the state-score actors start before training.
-`--dry-run` stops after validation and prints the resolved configuration.
+`--dry-run` stops after validation and prints the resolved configuration. `--cpu` runs the same
+trainer on a machine with no GPU, for tiny models (`cpu.py`).
 """
 
 import argparse
@@ -20,6 +21,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 from openrlhf_3spo.agents import step_estimator
+from openrlhf_3spo.openrlhf import cpu as cpu_mode
 from openrlhf_3spo.settings import Settings, add_flags
 
 ESTIMATOR_DEST = "algo.advantage.estimator"
@@ -31,8 +33,10 @@ class _DryRun(Exception):
         self.config = config
 
 
-def problems(ns):
+def problems(ns, cpu=False):
     """One line per inconsistent setting (flat namespace, as parsed)."""
+    if cpu and cpu_mode.problems(ns):
+        return cpu_mode.problems(ns)
     settings = Settings(**{name[len("spo3."):]: value for name, value in vars(ns).items() if name.startswith("spo3.")})
     found = settings.problems()
     if found:
@@ -73,7 +77,7 @@ _STATE_ACTORS = []  # the driver holds the handles: the actors live as long as t
 
 
 @contextmanager
-def _openrlhf_patched(argv, dry_run):
+def _openrlhf_patched(argv, dry_run, cpu):
     import ray
 
     import openrlhf.utils
@@ -87,11 +91,11 @@ def _openrlhf_patched(argv, dry_run):
             return parse_args(parser, args, namespace)
         _extend(parser)
         ns = parse_args(parser, argv, namespace)
-        found = problems(ns)
+        found = problems(ns, cpu)
         if found:
             _one_line_error(found[0])
         if not dry_run and not ray.is_initialized():
-            ray.init(runtime_env=ray_runtime_env())
+            ray.init(runtime_env=ray_runtime_env(cpu), **(cpu_mode.ray_init_resources() if cpu else {}))
         return ns
 
     def strategy_after_spo3(args):
@@ -138,8 +142,8 @@ def _plain(value):
 
 
 def main(argv):
-    dry_run = "--dry-run" in argv
-    argv = [a for a in argv if a != "--dry-run"]
+    dry_run, cpu = "--dry-run" in argv, "--cpu" in argv
+    argv = [a for a in argv if a not in ("--dry-run", "--cpu")]
     # OpenRLHF <= 0.10's flag name, as users know it
     argv = ["--algo.advantage.estimator" if a == "--advantage_estimator" else a for a in argv]
     argv = [a.replace("--advantage_estimator=", "--algo.advantage.estimator=", 1) for a in argv]
@@ -147,10 +151,13 @@ def main(argv):
 
     try:
         check_openrlhf_version()
-    except RuntimeError as error:
+        if cpu:
+            argv = cpu_mode.cpu_argv(argv)
+            cpu_mode.enter()
+    except (RuntimeError, ValueError) as error:
         _one_line_error(error)
     try:
-        with _openrlhf_patched(argv, dry_run):
+        with _openrlhf_patched(argv, dry_run, cpu):
             runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
     except _DryRun as done:
         print(json.dumps(_plain(done.config), indent=2, sort_keys=True))
