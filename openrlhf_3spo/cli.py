@@ -105,7 +105,7 @@ def _tiny_model(args):
     if os.path.exists(args.out) and os.listdir(args.out):
         raise ValueError(f"--out {args.out}: not an empty folder")
     write_tiny_model(args.out, args.seed)
-    print(f"[tiny-model] a random 3.2M-parameter Llama with the SmolLM2 tokenizer written to {args.out}")
+    print(f"[tiny-model] a random 0.3M-parameter Llama (SmolLM2 chat format, 4,096-token vocabulary) written to {args.out}")
 
 
 def _agent_file(args):

@@ -1,6 +1,6 @@
 """WebShop with the 3SPO executor: `--train.agent_func_path` this file with `--advantage_estimator 3spo`.
 
-Adaptive, branching rollout on the same env and prompts as `webshop_multiturn.py` (the GRPO
+Adaptive, branching rollout on the same env and per-step prompts as `webshop_grpo.py` (the GRPO
 baseline); settings in textenv.py.
 """
 

@@ -20,6 +20,7 @@ SUPPORTED_OPENRLHF = "0.11.2"
 PATCHED = (
     ("openrlhf.trainer.ppo_trainer", "RemoteExperienceMaker", "replaced by SPO3ExperienceMaker"),
     ("openrlhf.trainer.ppo_trainer", "SamplesGenerator", "replaced by SPO3SamplesGenerator"),
+    # on BasePPOTrainer and on Ray's copy of its methods in the PPOTrainer actor class
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.save_logs_and_checkpoints", "wrapped: saves the state table"),
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.init_checkpoint_states", "wrapped: restores the state table"),
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.train_step", "wrapped: adds spo3/* metrics"),
@@ -87,9 +88,17 @@ def register():
     SPO3ExperienceMaker.connect_scores = SPO3SamplesGenerator.connect_scores = staticmethod(state_scores_for)
     ppo_trainer.RemoteExperienceMaker = SPO3ExperienceMaker
     ppo_trainer.SamplesGenerator = SPO3SamplesGenerator
-    install_checkpoint_hooks(ppo_trainer.BasePPOTrainer, state_scores_for)
-    _add_metrics(ppo_trainer.BasePPOTrainer)
+    for trainer_cls in _trainer_classes(ppo_trainer):
+        install_checkpoint_hooks(trainer_cls, state_scores_for)
+        _add_metrics(trainer_cls)
     ppo_trainer.SPO3_REGISTERED = True
+
+
+def _trainer_classes(ppo_trainer):
+    """BasePPOTrainer, and the class Ray runs for the PPOTrainer actor: when OpenRLHF was imported,
+    `@ray.remote` copied the inherited methods into that class (wrapped for tracing), so a change
+    to BasePPOTrainer alone does not reach the trainer actor."""
+    return ppo_trainer.BasePPOTrainer, ppo_trainer.PPOTrainer.__ray_metadata__.modified_class
 
 
 def _add_metrics(trainer_cls):

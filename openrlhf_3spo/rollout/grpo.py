@@ -77,7 +77,7 @@ class GRPOExecutor(AgentExecutorBase):
             "task": task,
         }
 
-    async def evaluate(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine):
+    async def evaluate(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """One plain episode (one sample per step, nothing recorded), as OpenRLHF's single-response
         output whose reward is task success (1 or 0): what the eval metrics of every step mode count.
         WebShop episodes also report the purchase score."""

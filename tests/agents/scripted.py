@@ -1,0 +1,54 @@
+"""A rollout engine for the end-to-end tests: vLLM's real generations, with every other answer
+replaced by `<action>look</action>` (admissible in every ALFWorld state). A random tiny model never
+names an admissible action, so without this every step is invalid, every reward equal and every
+advantage zero; with it, groups mix rewards and gradients flow.
+
+Every other sample of a request for several (3SPO's candidates at a state: the same ones on a
+rerun), and every other request of one sample (GRPO's trajectories). Each call also appends a
+fingerprint of the weights vLLM holds to $SCRIPTED_LOG, to check the trainer's weight sync."""
+
+import itertools
+import json
+import os
+
+ANSWER = "<think>look around</think><action>look</action>"
+
+
+def embedding_sum(worker):
+    """Runs in vLLM's worker process: the float64 sum of the token-embedding weights."""
+    return float(worker.model_runner.model.model.embed_tokens.weight.double().sum())
+
+
+class ScriptedEngine:
+    _single_requests = itertools.count()
+
+    def __init__(self, engine, tokenizer):
+        self.engine, self.tokenizer = engine, tokenizer
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        result = await self.engine.generate(prompt_token_ids, sampling_params)
+        if len(result.outputs) > 1:
+            scripted = result.outputs[1::2]
+        else:
+            scripted = result.outputs if next(self._single_requests) % 2 else []
+        for output in scripted:
+            assert output.logprobs is None, "the scripted engine writes no log-probs"
+            output.text = ANSWER
+            output.token_ids = self.tokenizer.encode(ANSWER, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+            output.finish_reason = "stop"
+        if os.environ.get("SCRIPTED_LOG"):
+            (weights,) = await self.engine.llm.collective_rpc(embedding_sum)
+            with open(os.environ["SCRIPTED_LOG"], "a") as f:
+                f.write(json.dumps({"embedding_sum": weights}) + "\n")
+        return result
+
+
+def scripted(executor_cls):
+    """`executor_cls` (an agent function's executor) over the scripted engine."""
+
+    class Scripted(executor_cls):
+        async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
+            engine = ScriptedEngine(llm_engine, hf_tokenizer)
+            return await super().execute(prompt, label, sampling_params, max_length, hf_tokenizer, engine, images)
+
+    return Scripted
