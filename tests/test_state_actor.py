@@ -179,27 +179,42 @@ def test_table_is_saved_with_openrlhf_checkpoints_and_restored_on_resume(local_r
     tables = {"train": StateScores.create("ckpt-train"), "resumed": StateScores.create("ckpt-resumed")}
     install_checkpoint_hooks(Trainer, lambda args: tables[args.run])
 
-    def trainer(run, load_enable):
+    def trainer(run, load_enable, resume_step=0):
         t = Trainer.__new__(Trainer)
-        ckpt = SimpleNamespace(path=str(tmp_path), save_steps=2, load_enable=load_enable, best_metric_key="")
+        ckpt = SimpleNamespace(path=str(tmp_path), save_steps=2, load_enable=load_enable, max_num=2)
         t.args = SimpleNamespace(run=run, ckpt=ckpt, logger=SimpleNamespace(logging_steps=1))
         t.wandb_logger = t.tensorboard_logger = t.critic_model_group = None
-        t.actor_model_group = SimpleNamespace(async_run_method=lambda **kwargs: [])
+        resumed = {"episode": 0, "global_step": resume_step, "total_consumed_prompts": 0, "data_loader_state_dict": {}}
+        # OpenRLHF asks its actor ranks for the resume state of their latest checkpoint
+        t.actor_model_group = SimpleNamespace(async_run_method=lambda **kwargs: [ray.put(resumed)])
         t.best_eval_metric_key, t.best_eval_metric_value, t._latest_eval_metric_value = "", float("-inf"), None
         return t
 
+    os.makedirs(tmp_path / "_actor")  # OpenRLHF's own checkpoints, as it looks for them on resume
     train = trainer("train", load_enable=False)
     tables["train"].record([KEYS[:4], KEYS[3:9]], [True, False])
     tables["train"].advance()
     train.save_logs_and_checkpoints(global_step=1)  # not a save step
-    assert not os.path.exists(state_dir(train.args))
+    assert not os.path.exists(state_dir(train.args, 1))
     train.save_logs_and_checkpoints(global_step=2)
-    assert os.path.exists(os.path.join(state_dir(train.args), "shard-0", "state_table.npz"))
+    assert os.path.exists(os.path.join(state_dir(train.args, 2), "shard-0", "state_table.npz"))
+    tables["train"].record([KEYS[:2]], [False])
+    tables["train"].advance()
+    for step in (4, 6):
+        train.save_logs_and_checkpoints(global_step=step)
+    # the newest --ckpt.max_num tables are kept, as OpenRLHF keeps its checkpoints
+    assert sorted(os.listdir(tmp_path / "spo3_state")) == ["global_step4", "global_step6"]
 
-    states = trainer("resumed", load_enable=True).init_checkpoint_states()
-    assert states["global_step"] == 0  # OpenRLHF's own resume state, untouched
+    # a fresh run in the same folder (no --ckpt.load_enable) starts empty
+    states = trainer("resumed", load_enable=False).init_checkpoint_states()
+    assert states["global_step"] == 0 and tables["resumed"].stats()["unique_states"] == 0
+    # a resumed run loads the table of the step OpenRLHF resumes from
+    states = trainer("resumed", load_enable=True, resume_step=4).init_checkpoint_states()
+    assert states["global_step"] == 4  # OpenRLHF's own resume state, untouched
     assert tables["resumed"].content_hash() == tables["train"].content_hash()
-    assert tables["resumed"].stats()["t"] == 3
+    assert tables["resumed"].stats()["t"] == 4
+    with pytest.raises(ValueError, match="resuming 3SPO from global step 2, but .* holds no state table"):
+        trainer("resumed", load_enable=True, resume_step=2).init_checkpoint_states()
 
 
 def test_a_resumed_table_scores_with_this_runs_parameters(tmp_path):

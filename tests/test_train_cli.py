@@ -128,15 +128,20 @@ def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(
     from openrlhf_3spo.openrlhf import register
 
     originals = {name: getattr(ppo_trainer, name) for name in ("RemoteExperienceMaker", "SamplesGenerator")}
-    methods = {name: getattr(ppo_trainer.BasePPOTrainer, name) for name in ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")}
+    # BasePPOTrainer, and Ray's copy of its methods in the class the PPOTrainer actor runs
+    trainer_classes = (ppo_trainer.BasePPOTrainer, ppo_trainer.PPOTrainer.__ray_metadata__.modified_class)
+    names = ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")
+    methods = {(cls, name): getattr(cls, name) for cls in trainer_classes for name in names}
     monkeypatch.setattr(ppo_trainer, "SPO3_REGISTERED", False, raising=False)
     for name, value in originals.items():
         monkeypatch.setattr(ppo_trainer, name, value)
-    for name, value in methods.items():
-        monkeypatch.setattr(ppo_trainer.BasePPOTrainer, name, value)
+    for (cls, name), value in methods.items():
+        monkeypatch.setattr(cls, name, value)
     register.register()
     changed = {f"{n}" for n in originals if getattr(ppo_trainer, n) is not originals[n]}
-    changed |= {f"BasePPOTrainer.{n}" for n in methods if getattr(ppo_trainer.BasePPOTrainer, n) is not methods[n]}
+    for cls in trainer_classes:
+        assert {f"BasePPOTrainer.{n}" for n in names if getattr(cls, n) is not methods[cls, n]} == {f"BasePPOTrainer.{n}" for n in names}
+    changed |= {f"BasePPOTrainer.{n}" for n in names}
     listed = {symbol for module, symbol, _ in register.PATCHED if module == "openrlhf.trainer.ppo_trainer"}
     assert changed == listed
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.12.0")
