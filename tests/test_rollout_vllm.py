@@ -118,3 +118,4 @@ def test_samples_generator_turns_the_executor_output_into_step_experiences(rollo
     assert metrics["spo3/trained_step_fraction"] == len(trained) / len(out["step_samples"])
     assert metrics[f"spo3/steps_with_n_{G_MAX}"] == 1.0
     assert metrics["spo3/written_off_tasks"] == 0 and out["written_off"] is False
+    assert metrics["spo3/recorded_trajectories"] == len(out["trajectories"])

@@ -173,6 +173,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
         stats["trained_steps"] = stats.get("trained_steps", 0) + sum(s["trained"] for s in steps)
         stats["trajectories"] = stats.get("trajectories", 0) + len(response["trajectories"]) + response["truncated_trajectories"]
         stats["truncated_trajectories"] = stats.get("truncated_trajectories", 0) + response["truncated_trajectories"]
+        stats["recorded_trajectories"] = stats.get("recorded_trajectories", 0) + len(response["trajectories"])
         stats["won_trajectories"] = stats.get("won_trajectories", 0) + sum(t["won"] for t in response["trajectories"])
         for s in steps:
             stats[f"n_{s['n']}"] = stats.get(f"n_{s['n']}", 0) + 1
@@ -187,6 +188,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
             "spo3/truncation_rate": stats["truncated_trajectories"] / max(stats["trajectories"], 1),
             "spo3/success_rate": stats["won_trajectories"] / max(stats["trajectories"], 1),
             "spo3/steps_per_task": stats["steps"] / stats["tasks"],
+            "spo3/recorded_trajectories": stats["recorded_trajectories"],  # what the table's t grows by
             # tasks the paper's write-off rule would truncate at their start state
             "spo3/written_off_tasks": stats["written_off_tasks"],
         }

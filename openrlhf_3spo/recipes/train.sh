@@ -14,7 +14,9 @@
 #   openrlhf-3spo make-dataset alfworld --split valid_unseen --out data/alfworld/eval.jsonl
 #   openrlhf-3spo make-dataset webshop --split train --out data/webshop/train.jsonl
 #   openrlhf-3spo make-dataset webshop --split eval --out data/webshop/eval.jsonl
-# Extra arguments go to `openrlhf-3spo train`, e.g. --dry-run to check the configuration anywhere.
+# Extra arguments go to `openrlhf-3spo train`, e.g. --dry-run to check the configuration anywhere, or
+# --cpu to run it on a CPU machine with a tiny model (README, "Checking a recipe on CPU"): one actor
+# rank and one vLLM engine, without the GPU memory switches; the training settings stay as they are.
 # `openrlhf-3spo recipes --copy DIR` writes these files out of an installed package.
 set -euo pipefail
 : "${ENV_NAME:?}" "${MODEL:?}" "${GPUS:?}" "${ESTIMATOR:?}" "${MODE:?}"
@@ -29,11 +31,17 @@ TP=${TP:-2}
 command -v openrlhf-3spo >/dev/null || { echo "openrlhf-3spo is not on PATH: pip install openrlhf-3spo (README)" >&2; exit 2; }
 AGENT=$(openrlhf-3spo agent-file "$ENV_NAME" "$MODE")  # the installed file, with the package's own interpreter
 
+if [[ " $* " == *" --cpu "* ]]; then
+  LAYOUT=(--actor.num_gpus_per_node 1 --ref.num_gpus_per_node 1 --vllm.num_engines 1 --vllm.tensor_parallel_size 1)
+else
+  LAYOUT=(--actor.num_gpus_per_node "$GPUS" --ref.num_gpus_per_node "$GPUS" --vllm.num_engines $((GPUS / TP))
+          --vllm.tensor_parallel_size "$TP" --vllm.enable_sleep --ds.enable_sleep)
+fi
+
 openrlhf-3spo train \
   --actor.model_name_or_path "$MODEL" \
-  --actor.num_nodes 1 --actor.num_gpus_per_node "$GPUS" --ref.num_nodes 1 --ref.num_gpus_per_node "$GPUS" \
-  --train.colocate_all --vllm.num_engines $((GPUS / TP)) --vllm.tensor_parallel_size "$TP" \
-  --vllm.gpu_memory_utilization 0.6 --vllm.enable_sleep --ds.enable_sleep --vllm.enable_prefix_caching \
+  --actor.num_nodes 1 --ref.num_nodes 1 "${LAYOUT[@]}" \
+  --train.colocate_all --vllm.gpu_memory_utilization 0.6 --vllm.enable_prefix_caching \
   --ds.zero_stage 3 --ds.param_dtype bf16 --actor.gradient_checkpointing_enable \
   --train.agent_func_path "$AGENT" \
   --spo3.max_steps "$STEPS" --spo3.history_length 2 --spo3.webshop_reward success --spo3.env_workers "${ENV_WORKERS:-16}" \
@@ -44,6 +52,6 @@ openrlhf-3spo train \
   --actor.adam.lr 1e-6 --actor.lr_scheduler constant --actor.lr_warmup_ratio 0 --algo.kl.use_loss --algo.kl.init_coef 0.01 --algo.kl.estimator k3 \
   --data.prompt_dataset "$DATA/train.jsonl" --data.input_key input --data.label_key label \
   --eval.dataset "$DATA/eval.jsonl" --eval.steps 10 --eval.n_samples_per_prompt 1 \
-  --ckpt.path "$OUT/ckpt" --ckpt.save_steps 10 --ckpt.load_enable \
+  --ckpt.path "$OUT/ckpt" --ckpt.save_steps 10 --ckpt.load_enable --ckpt.output_dir "$OUT/model" \
   --logger.tensorboard_dir "$OUT/tensorboard" \
   "$@"
