@@ -89,6 +89,37 @@ def test_bad_settings_give_one_clear_line(args, message):
     assert "Traceback" not in result.stderr and "usage:" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--vllm.enable_sleep"], "vLLM cannot sleep on CPU: drop --vllm.enable_sleep"),
+        (["--vllm.tensor_parallel_size", "2"], "use --vllm.tensor_parallel_size 1 on CPU"),
+        (["--ds.packing_samples"], "sample packing needs flash-attn"),
+        (["--ds.attn_implementation", "flash_attention_2"], "--cpu runs with --ds.attn_implementation sdpa, not flash_attention_2"),
+        (["--vllm.sync_backend", "nccl"], "--cpu runs with --vllm.sync_backend gloo, not nccl"),
+    ],
+)
+def test_cpu_mode_refuses_what_cannot_work_without_a_gpu(args, message):
+    result = _train("--cpu", "--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, *args, "--dry-run")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("openrlhf-3spo: error: ") and message in last, result.stderr[-1500:]
+    assert "Traceback" not in result.stderr
+
+
+def test_cpu_mode_sets_its_flags():
+    result = _train("--cpu", "--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = _config(result.stdout)
+    assert (config["ds"]["attn_implementation"], config["vllm"]["sync_backend"], config["vllm"]["enforce_eager"]) == ("sdpa", "gloo", True)
+
+
+def test_tiny_model_refuses_a_folder_in_use(tmp_path):
+    (tmp_path / "x").write_text("")
+    result = subprocess.run(["openrlhf-3spo", "tiny-model", "--out", str(tmp_path)], capture_output=True, text=True, env=ENV)
+    assert result.returncode != 0 and result.stderr.strip() == f"openrlhf-3spo: error: --out {tmp_path}: not an empty folder"
+
+
 def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
     """The real CLI path up to OpenRLHF's strategy: Ray starts with the plugin's runtime env, the
     state-score actors start, and an actor then sees OpenRLHF's classes replaced."""
