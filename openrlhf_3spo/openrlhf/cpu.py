@@ -92,8 +92,9 @@ def runtime_env_vars():
 
 
 def ray_init_resources():
-    """Ray places OpenRLHF's actors in GPU bundles: count every core as one GPU and one CPU, with room
-    for the actor, reference and vLLM groups of a small layout (Ray's counts are bookkeeping here)."""
+    """Placeholder counts: OpenRLHF places its actors in bundles of one GPU and one CPU each. Here
+    they are bookkeeping only (every process shares the machine's cores), with room for the actor,
+    reference and vLLM groups of a small layout."""
     return {"num_gpus": 16, "num_cpus": 16}
 
 
