@@ -31,7 +31,7 @@ def rollout(tiny_model_dir):
     executor = _load_agent_executor(agent_file("alfworld", "3spo"))
     # a tenth of the vocabulary as stop tokens: the n samples of a request finish at different steps,
     # as a real policy's do (vLLM then streams them out one by one)
-    params = SamplingParams(temperature=1.0, max_tokens=24, logprobs=0, stop_token_ids=list(range(100, 5000)))
+    params = SamplingParams(temperature=1.0, max_tokens=24, logprobs=0, stop_token_ids=list(range(100, 100 + len(tokenizer) // 10)))
 
     async def main():
         engine = VLLMEngine(tiny_model_dir, max_model_len=1024)

@@ -96,7 +96,7 @@ def test_bad_settings_give_one_clear_line(args, message):
         (["--vllm.tensor_parallel_size", "2"], "use --vllm.tensor_parallel_size 1 on CPU"),
         (["--ds.packing_samples"], "sample packing needs flash-attn"),
         (["--ds.attn_implementation", "flash_attention_2"], "--cpu runs with --ds.attn_implementation sdpa, not flash_attention_2"),
-        (["--vllm.sync_backend", "nccl"], "--cpu runs with --vllm.sync_backend gloo, not nccl"),
+        (["--vllm.sync_backend=nccl"], "--cpu runs with --vllm.sync_backend gloo, not nccl"),
     ],
 )
 def test_cpu_mode_refuses_what_cannot_work_without_a_gpu(args, message):

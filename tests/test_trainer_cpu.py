@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from openrlhf_3spo.envs import alfworld
 from openrlhf_3spo.io import atomic_write_jsonl
+from openrlhf_3spo.openrlhf.samples_generator import padded_size
 from openrlhf_3spo.state.snapshot import load_snapshot
 
 pytestmark = pytest.mark.slow
@@ -63,6 +64,8 @@ def _run(command, out, env_extra=None):
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)  # the test session's setting: vLLM runs as users run it
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out, timeout=TIMEOUT)
     output = result.stdout + result.stderr
+    with open(os.path.join(out, "train.log"), "w") as f:  # kept for a failed test's reader
+        f.write(output)
     assert result.returncode == 0, output[-6000:]
 
     def logged(pattern):
@@ -172,8 +175,8 @@ def test_grpo_recipe_trains_two_steps_through_the_real_trainer(workspace):
 
 
 def test_two_actor_ranks_do_equal_work_and_a_fresh_run_starts_empty(spo3_run, workspace):
-    """Two DeepSpeed ranks, step counts padded to a multiple of lcm(2 x 1, 2 x 2) = 4: no rank waits
-    on the other (ZeRO would hang). Run in the 3SPO recipe's checkpoint folder without --ckpt.load_enable:
+    """Two DeepSpeed ranks and G_max 3 (groups of 3), step batches padded to a multiple of
+    lcm(2 ranks x 1, 2 ranks x 5) = 10: no rank waits on the other (ZeRO would hang). Run in the 3SPO recipe's checkpoint folder without --ckpt.load_enable:
     its table starts empty."""
     out, _, recipe_steps, _, _ = spo3_run
     _, model, data = workspace
@@ -182,12 +185,17 @@ def test_two_actor_ranks_do_equal_work_and_a_fresh_run_starts_empty(spo3_run, wo
         "openrlhf-3spo", "train", "--cpu", "--actor.model_name_or_path", model, "--train.agent_func_path", agent,
         "--advantage_estimator", "3spo", "--actor.num_nodes", "1", "--actor.num_gpus_per_node", "2",
         "--vllm.num_engines", "1", "--vllm.tensor_parallel_size", "1", "--ds.zero_stage", "2",
+        "--algo.kl.init_coef", "0",  # no reference model: two ranks are enough for two cores
         "--data.prompt_dataset", f"{data}/train.jsonl", "--data.input_key", "input", "--data.label_key", "label",
         "--ckpt.path", os.path.join(out, "ckpt"), "--ckpt.output_dir", os.path.join(out, "two-ranks-model"),
-        *SCALE, "--rollout.micro_batch_size", "1", "--eval.steps", "-1", "--ckpt.save_steps", "-1",
+        *SCALE, "--rollout.micro_batch_size", "1", "--train.micro_batch_size", "5", "--train.batch_size", "10",
+        "--spo3.g_max", "3", "--eval.steps", "-1", "--ckpt.save_steps", "-1",
     ]
     output, steps, _, _ = _run(command, str(workspace[0] / "two_ranks"))
     assert sorted(steps) == [1, 2]
-    assert any(status["spo3_pad"] > 0 for status in steps.values())  # a step count that needed padding
+    for status in steps.values():
+        trained, padded = status["spo3/trained_samples"], status["spo3/padded_samples"]
+        assert trained + padded == padded_size(trained, ranks=2, rollout_micro_batch=1, train_micro_batch=5)
+    assert any(status["spo3/padded_samples"] > 0 for status in steps.values()), steps  # a count that needed padding
     # fresh: t counts this run's trajectories only (a fresh table's t is 1)
     assert steps[1]["spo3/t"] == 1 + steps[1]["spo3/recorded_trajectories"] < recipe_steps[2]["spo3/t"]

@@ -62,15 +62,16 @@ def problems(ns):
 
 def cpu_argv(argv):
     """The user's flags and those --cpu needs; a user's flag that contradicts one is a ValueError."""
-    argv = list(argv)
+    argv = [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--") else [arg])]
     for flag, value in FLAGS.items():
         if value is None:
             if flag not in argv:
                 argv.append(flag)
             continue
         given = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
-        if any(v != value for v in given):
-            raise ValueError(f"--cpu runs with {flag} {value}, not {given[-1]}")
+        wrong = [v for v in given if v != value]
+        if wrong:
+            raise ValueError(f"--cpu runs with {flag} {value}, not {wrong[0]}")
         if not given:
             argv += [flag, value]
     return argv

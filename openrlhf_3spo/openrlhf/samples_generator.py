@@ -102,7 +102,9 @@ class SPO3SamplesGenerator(SamplesGenerator):
         experiences, consumed, exhausted = self._generate_vllm(
             self._dataloader_iter, self.args.rollout.batch_size, dynamic_filtering=False, **generate_kwargs
         )
-        experiences = pad_for_equal_work(experiences, self.args)
+        padded = pad_for_equal_work(experiences, self.args)
+        self.spo3_stats["padded_samples"] = len(padded) - len(experiences)
+        experiences = padded
         if self.args.vllm.enable_sleep:
             batch_vllm_engine_call(self.vllm_engines, "sleep")
         if exhausted:
@@ -181,7 +183,7 @@ class SPO3SamplesGenerator(SamplesGenerator):
     def pop_stats(self):
         """Metrics for OpenRLHF's status dict, over the tasks since the last call."""
         stats, self.spo3_stats = self.spo3_stats, {}
-        if not stats:
+        if not stats.get("tasks"):
             return {}
         metrics = {
             "spo3/trained_step_fraction": stats["trained_steps"] / max(stats["steps"], 1),
@@ -189,6 +191,8 @@ class SPO3SamplesGenerator(SamplesGenerator):
             "spo3/success_rate": stats["won_trajectories"] / max(stats["trajectories"], 1),
             "spo3/steps_per_task": stats["steps"] / stats["tasks"],
             "spo3/recorded_trajectories": stats["recorded_trajectories"],  # what the table's t grows by
+            "spo3/trained_samples": stats["trained_steps"],
+            "spo3/padded_samples": stats.get("padded_samples", 0),  # zero-weight samples for equal work per rank
             # tasks the paper's write-off rule would truncate at their start state
             "spo3/written_off_tasks": stats["written_off_tasks"],
         }
