@@ -164,6 +164,11 @@ def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(
     names = ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")
     methods = {(cls, name): getattr(cls, name) for cls in trainer_classes for name in names}
     monkeypatch.setattr(ppo_trainer, "SPO3_REGISTERED", False, raising=False)
+    from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
+    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
+
+    for cls in (SPO3ExperienceMaker, SPO3SamplesGenerator):  # register() connects them to the run's table
+        monkeypatch.setattr(cls, "connect_scores", cls.__dict__["connect_scores"])
     for name, value in originals.items():
         monkeypatch.setattr(ppo_trainer, name, value)
     for (cls, name), value in methods.items():
