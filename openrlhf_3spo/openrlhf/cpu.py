@@ -147,8 +147,6 @@ def apply():
     torch.cuda.set_device = lambda device: None
     torch.cuda.synchronize = lambda device=None: None
     torch.cuda.current_stream = lambda device=None: None
-    if importlib.util.find_spec("openrlhf") is None:
-        return
     import deepspeed.comm.torch
     import openrlhf.trainer.ppo_utils.replay_buffer as replay_buffer
     import openrlhf.trainer.ray.ppo_actor as ppo_actor
