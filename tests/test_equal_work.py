@@ -59,7 +59,11 @@ def _step(reward, group, mask=(1, 1, 0)):
     )
 
 
-def test_pads_carry_no_weight_and_leave_real_advantages_unchanged():
+def test_pads_carry_no_weight_and_leave_real_advantages_unchanged(monkeypatch):
+    import openrlhf_3spo.openrlhf.scores as scores
+    from openrlhf_3spo.state.actor import LocalStateScores
+
+    monkeypatch.setattr(scores, "_connect", lambda name, shards: LocalStateScores())  # the run's table, in process
     real = [_step(1.0, 7), _step(0.0, 7), _step(0.5, 9), _step(0.0, 9), _step(2.0, 9)]
     args = SimpleNamespace(
         actor=SimpleNamespace(num_nodes=1, num_gpus_per_node=4), ds=SimpleNamespace(ring_attn_size=1, tensor_parallel_size=1),

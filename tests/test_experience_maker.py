@@ -16,13 +16,11 @@ EPS = 1e-6
 @pytest.fixture(autouse=True)
 def local_table(monkeypatch):
     """The run's state-score table, in process instead of on Ray."""
-    import openrlhf_3spo.openrlhf.register as register
+    import openrlhf_3spo.openrlhf.scores as scores
     from openrlhf_3spo.state.actor import LocalStateScores
 
     table = LocalStateScores()
-    monkeypatch.setattr(register, "_connect", lambda name, shards: table)
-    # the connection `register` passes in: the run's table under 3SPO, none otherwise
-    monkeypatch.setattr(SPO3ExperienceMaker, "connect_scores", staticmethod(register.state_scores_for))
+    monkeypatch.setattr(scores, "_connect", lambda name, shards: table)  # the run's table under 3SPO
     return table
 
 
@@ -113,13 +111,13 @@ def test_other_estimators_are_bit_identical_to_openrlhf(estimator, local_table):
 def test_3spo_metrics_reach_openrlhfs_status_dict(local_table):
     from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
-    from openrlhf_3spo.openrlhf.register import _add_metrics
+    from openrlhf_3spo.openrlhf.register import install_trainer_hooks
 
     class Trainer(BasePPOTrainer):
         def train_step(self, rollout_samples, global_step):  # stands for OpenRLHF's PPO step
             return {"policy_loss": 0.5}, global_step + 1
 
-    _add_metrics(Trainer)
+    install_trainer_hooks(Trainer)
     local_table.record([["k1", "k2"], ["k2"]], [True, False])
     local_table.advance()
     trainer = Trainer.__new__(Trainer)

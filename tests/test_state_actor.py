@@ -171,18 +171,23 @@ def test_table_is_saved_with_openrlhf_checkpoints_and_restored_on_resume(local_r
 
     from openrlhf.trainer.ppo_trainer import BasePPOTrainer
 
-    from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks, state_dir
+    from openrlhf_3spo.openrlhf.register import install_trainer_hooks
+    from openrlhf_3spo.openrlhf.trainer_hooks import state_dir
 
     class Trainer(BasePPOTrainer):  # OpenRLHF's own save/resume code, hooks installed on a subclass
         pass
 
     tables = {"train": StateScores.create("ckpt-train"), "resumed": StateScores.create("ckpt-resumed")}
-    install_checkpoint_hooks(Trainer, lambda args: tables[args.run])
+    install_trainer_hooks(Trainer)
 
     def trainer(run, load_enable, resume_step=0):
         t = Trainer.__new__(Trainer)
         ckpt = SimpleNamespace(path=str(tmp_path), save_steps=2, load_enable=load_enable, max_num=2)
-        t.args = SimpleNamespace(run=run, ckpt=ckpt, logger=SimpleNamespace(logging_steps=1))
+        t.args = SimpleNamespace(
+            ckpt=ckpt, logger=SimpleNamespace(logging_steps=1),
+            algo=SimpleNamespace(advantage=SimpleNamespace(estimator="3spo")),
+            spo3=SimpleNamespace(state_actor=f"ckpt-{run}", score_shards=1),  # the run's actors, found by name
+        )
         t.wandb_logger = t.tensorboard_logger = t.critic_model_group = None
         resumed = {"episode": 0, "global_step": resume_step, "total_consumed_prompts": 0, "data_loader_state_dict": {}}
         # OpenRLHF asks its actor ranks for the resume state of their latest checkpoint
@@ -234,12 +239,13 @@ def test_a_new_run_in_the_same_folder_starts_empty(local_ray, tmp_path):
     folder (each run's live snapshots have a folder of their own)."""
     from types import SimpleNamespace
 
-    from openrlhf_3spo.openrlhf.train import _start_state_actors
+    from openrlhf_3spo.openrlhf.scores import start_state_scores
     from openrlhf_3spo.settings import Settings
 
     def run(name):
         spo3 = SimpleNamespace(**Settings(state_actor=name).to_dict())
-        return _start_state_actors(SimpleNamespace(spo3=spo3, ckpt=SimpleNamespace(path=str(tmp_path))))
+        algo = SimpleNamespace(advantage=SimpleNamespace(estimator="3spo"))
+        return start_state_scores(SimpleNamespace(spo3=spo3, algo=algo, ckpt=SimpleNamespace(path=str(tmp_path))))
 
     first = run("run-one")
     first.record([[KEYS[0], KEYS[1]]], [True])

@@ -121,8 +121,8 @@ def test_tiny_model_refuses_a_folder_in_use(tmp_path):
 
 
 def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
-    """The real CLI path up to OpenRLHF's strategy: Ray starts with the plugin's runtime env, the
-    state-score actors start, and an actor then sees OpenRLHF's classes replaced."""
+    """The real CLI path up to OpenRLHF's strategy: Ray starts with the plugin's runtime env, and an
+    actor then sees OpenRLHF's classes replaced."""
     probe = textwrap.dedent(
         f"""
         import json, os, sys, ray, openrlhf.utils
@@ -134,10 +134,8 @@ def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
                 return [t.RemoteExperienceMaker.__name__, t.SamplesGenerator.__name__, os.environ["NCCL_DEBUG"]]
 
         def stop_here(args):  # in place of OpenRLHF's DeepSpeed strategy: look, then end the run
-            from openrlhf_3spo.state.actor import StateScores
             seen = ray.get(Probe.remote().look.remote())
-            version = StateScores.connect(args.spo3.state_actor).current_version()
-            print("PROBE " + json.dumps(seen + [version]))
+            print("PROBE " + json.dumps(seen))
             ray.shutdown()
             sys.exit(0)
 
@@ -150,7 +148,7 @@ def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
     line = next((l for l in result.stdout.splitlines() if l.startswith("PROBE ")), None)
     assert line, result.stderr[-3000:]
-    assert json.loads(line[6:]) == ["SPO3ExperienceMaker", "SPO3SamplesGenerator", "WARN", 0]
+    assert json.loads(line[6:]) == ["SPO3ExperienceMaker", "SPO3SamplesGenerator", "WARN"]
 
 
 def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(monkeypatch):
@@ -164,11 +162,6 @@ def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(
     names = ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")
     methods = {(cls, name): getattr(cls, name) for cls in trainer_classes for name in names}
     monkeypatch.setattr(ppo_trainer, "SPO3_REGISTERED", False, raising=False)
-    from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
-    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
-
-    for cls in (SPO3ExperienceMaker, SPO3SamplesGenerator):  # register() connects them to the run's table
-        monkeypatch.setattr(cls, "connect_scores", cls.__dict__["connect_scores"])
     for name, value in originals.items():
         monkeypatch.setattr(ppo_trainer, name, value)
     for (cls, name), value in methods.items():

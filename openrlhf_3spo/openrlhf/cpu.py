@@ -4,9 +4,12 @@ tiny models: every stage of the pipeline runs, slowly, and nothing worth keeping
 
 OpenRLHF 0.11.2 assumes CUDA in a few places. `apply()` makes them CPU-safe in each process that runs
 them: the driver (`train.py`), every Ray worker (the setup hook, `register.py`) and vLLM's engine-core
-process (vLLM's general-plugin entry point, `vllm_plugin`). `CPU_PATCHED` lists what it changes.
+process (vLLM's general-plugin entry point, `vllm_plugin`). Where OpenRLHF has the patch series,
+its plugin loading calls `apply()` in the driver and the Ray workers (`plugin.py`). `CPU_PATCHED`
+lists what it changes.
 """
 
+import functools
 import importlib.util
 import os
 import sys
@@ -55,9 +58,9 @@ CPU_PATCHED = (
 )
 
 
-def problems(ns):
-    """One line per setting that cannot work on CPU (flat namespace, as parsed)."""
-    return [why for dest, is_set, why in REFUSED if is_set(getattr(ns, dest))]
+def problems(args):
+    """One line per setting that cannot work on CPU (OpenRLHF's hierarchical args)."""
+    return [why for dest, is_set, why in REFUSED if is_set(functools.reduce(getattr, dest.split("."), args))]
 
 
 def cpu_argv(argv):

@@ -1,5 +1,6 @@
-"""Registers the plugin with OpenRLHF, in the driver and in every Ray worker: the one place that
-lists what is replaced or wrapped in OpenRLHF (`PATCHED`).
+"""The plugin on OpenRLHF 0.11.2 as released, which has no plugin hooks: registration by
+substitution at run time, in the driver and in every Ray worker. `PATCHED` lists each replaced or
+wrapped symbol. (Where OpenRLHF carries the patch series of patches/, `plugin.py` is used instead.)
 
 OpenRLHF's trainer, experience maker and samples generator live in Ray actor processes, so a change
 made in the driver does not reach them: Ray runs `register` in each worker first, through
@@ -12,6 +13,7 @@ import functools
 import os
 
 from openrlhf_3spo.openrlhf import cpu as cpu_mode
+from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks
 
 SETUP_HOOK = "openrlhf_3spo.openrlhf.register.register"
 SUPPORTED_OPENRLHF = "0.11.2"
@@ -25,7 +27,7 @@ PATCHED = (
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.init_checkpoint_states", "wrapped: restores the state table"),
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.train_step", "wrapped: adds spo3/* metrics"),
     ("argparse", "ArgumentParser.parse_args", "wrapped in the driver, for OpenRLHF's parser only: --spo3.*, 3spo"),
-    ("openrlhf.utils", "get_strategy", "wrapped in the driver: starts the state-score actors"),
+    ("openrlhf.utils", "get_strategy", "wrapped in the driver, under --dry-run only: stops before training"),
 )
 
 
@@ -50,30 +52,17 @@ def ray_runtime_env(cpu=False):
         "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
         **(cpu_mode.runtime_env_vars() if cpu else {}),
     }
+    if openrlhf_has_plugin_hooks():  # OpenRLHF's own hook, which loads plugin.py
+        from openrlhf.utils.plugins import RAY_WORKER_SETUP_HOOK
+
+        return {"env_vars": env, "worker_process_setup_hook": RAY_WORKER_SETUP_HOOK}
     return {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}
-
-
-def uses_3spo(args):
-    return args.algo.advantage.estimator == "3spo"
-
-
-@functools.cache
-def _connect(name, shards):
-    from openrlhf_3spo.state.actor import StateScores
-
-    return StateScores.connect(name, shards)
-
-
-def state_scores_for(args):
-    """The run's state-score actors (started by `openrlhf-3spo train`), or None without 3SPO."""
-    if not uses_3spo(args):
-        return None
-    return _connect(args.spo3.state_actor, args.spo3.score_shards)
 
 
 def register():
     """Idempotent: OpenRLHF then builds 3SPO's experience maker and samples generator (both act as
-    OpenRLHF's own for every other estimator) and saves the state table with its checkpoints."""
+    OpenRLHF's own for every other estimator), and its trainer logs 3SPO's metrics and saves the
+    state table with its checkpoints."""
     import openrlhf.trainer.ppo_trainer as ppo_trainer
 
     if getattr(ppo_trainer, "SPO3_REGISTERED", False):
@@ -81,16 +70,13 @@ def register():
     check_openrlhf_version()
     if os.environ.get(cpu_mode.CPU_MODE_VAR) == "1":
         cpu_mode.apply()
-    from openrlhf_3spo.openrlhf.checkpoint import install_checkpoint_hooks
     from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker
     from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
 
-    SPO3ExperienceMaker.connect_scores = SPO3SamplesGenerator.connect_scores = staticmethod(state_scores_for)
     ppo_trainer.RemoteExperienceMaker = SPO3ExperienceMaker
     ppo_trainer.SamplesGenerator = SPO3SamplesGenerator
     for trainer_cls in _trainer_classes(ppo_trainer):
-        install_checkpoint_hooks(trainer_cls, state_scores_for)
-        _add_metrics(trainer_cls)
+        install_trainer_hooks(trainer_cls)
     ppo_trainer.SPO3_REGISTERED = True
 
 
@@ -101,19 +87,31 @@ def _trainer_classes(ppo_trainer):
     return ppo_trainer.BasePPOTrainer, ppo_trainer.PPOTrainer.__ray_metadata__.modified_class
 
 
-def _add_metrics(trainer_cls):
-    """3SPO's internals go into the status dict that OpenRLHF logs to wandb and tensorboard."""
+def install_trainer_hooks(trainer_cls):
+    """Wraps a BasePPOTrainer class's step, checkpoint save and resume with `trainer_hooks`."""
+    from openrlhf_3spo.openrlhf import trainer_hooks
+
     train_step = trainer_cls.train_step
+    save = trainer_cls.save_logs_and_checkpoints
+    init = trainer_cls.init_checkpoint_states
 
     @functools.wraps(train_step)
-    def wrapped(self, rollout_samples, global_step):
+    def train_step_with_metrics(self, rollout_samples, global_step):
         status, next_step = train_step(self, rollout_samples, global_step)
-        scores = state_scores_for(self.args)
-        if scores is not None:
-            status.update(self.samples_generator.pop_stats())
-            table = scores.stats()
-            status.update({f"spo3/{k}": v for k, v in table.items() if isinstance(v, (int, float))})
-            status.update({f"spo3/states_with_n_{n}": c for n, c in enumerate(table["n_histogram"])})
+        trainer_hooks.add_step_metrics(self, status)
         return status, next_step
 
-    trainer_cls.train_step = wrapped
+    @functools.wraps(save)
+    def save_logs_and_checkpoints(self, global_step, logs_dict=None, client_states=None):
+        save(self, global_step, logs_dict, client_states)
+        trainer_hooks.save_table(self, global_step)
+
+    @functools.wraps(init)
+    def init_checkpoint_states(self):
+        states = init(self)
+        trainer_hooks.load_table(self, states)
+        return states
+
+    trainer_cls.train_step = train_step_with_metrics
+    trainer_cls.save_logs_and_checkpoints = save_logs_and_checkpoints
+    trainer_cls.init_checkpoint_states = init_checkpoint_states

@@ -19,6 +19,7 @@ from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
 from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.openrlhf.scores import start_state_scores
 from openrlhf_3spo.settings import Settings
 
 STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
@@ -69,13 +70,14 @@ def pad_for_equal_work(experiences, args):
 
 
 class SPO3SamplesGenerator(SamplesGenerator):
+    """OpenRLHF's samples generator, which also runs the step-sample agent modes and, under 3SPO,
+    starts the run's state-score actors (the trainer's process holds them for the run)."""
+
     _evaluating = False  # set while generate_eval_samples runs
-    # args -> the run's StateScores, or None; `register` passes the connection in
-    connect_scores = staticmethod(lambda args: None)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.state_scores = self.connect_scores(self.args)
+        self.state_scores = start_state_scores(self.args)
         self.spo3_stats = {}
 
     def _yields_steps(self):

@@ -1,22 +1,22 @@
 """`openrlhf-3spo train`: OpenRLHF's own PPO entry point (`python -m openrlhf.cli.train_ppo_ray`),
-with the 3SPO flags and estimator added to its parser.
+which trains with 3SPO.
 
 OpenRLHF builds its parser and validates arguments in its module's `__main__` block, then calls
-`train(args)`. This runs that block as it is, with three additions: the parser learns `--spo3.*` and
-`--algo.advantage.estimator 3spo` (alias `--advantage_estimator`) and checks 3SPO settings; Ray
-starts with the plugin's worker setup hook; the state-score actors start before training.
-`--dry-run` stops after validation and prints the resolved configuration. `--cpu` runs the same
-trainer on a machine with no GPU, for tiny models (`cpu.py`).
+`train(args)`. This runs that block as it is. Where OpenRLHF carries the patch series of patches/,
+OpenRLHF itself loads the plugin, which adds `--spo3.*` and the `3spo` estimator (`plugin.py`). On
+OpenRLHF 0.11.2 as released, the parser learns them here, Ray starts with the plugin's worker setup
+hook, and the driver registers the plugin before training (`register.py`). Either way
+`--advantage_estimator` is an alias of `--algo.advantage.estimator`, `--dry-run` stops after
+validation and prints the resolved configuration, and `--cpu` runs the same trainer on a machine
+with no GPU, for tiny models (`cpu.py`).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import runpy
 import sys
-import uuid
-from datetime import datetime
-from contextlib import contextmanager
 from types import SimpleNamespace
 from unittest import mock
 
@@ -33,15 +33,14 @@ class _DryRun(Exception):
         self.config = config
 
 
-def problems(ns, cpu=False):
-    """One line per inconsistent setting (flat namespace, as parsed)."""
-    if cpu and cpu_mode.problems(ns):
-        return cpu_mode.problems(ns)
-    settings = Settings(**{name[len("spo3."):]: value for name, value in vars(ns).items() if name.startswith("spo3.")})
-    found = settings.problems()
+def problems(args, cpu=False):
+    """One line per inconsistent setting (OpenRLHF's hierarchical args)."""
+    if cpu and cpu_mode.problems(args):
+        return cpu_mode.problems(args)
+    found = Settings.from_namespace(args.spo3).problems()
     if found:
         return found
-    estimator, agent = getattr(ns, ESTIMATOR_DEST), getattr(ns, "train.agent_func_path")
+    estimator, agent = args.algo.advantage.estimator, args.train.agent_func_path
     agent_estimator = step_estimator(agent) if agent and os.path.isfile(agent) else None
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
@@ -54,9 +53,9 @@ def problems(ns, cpu=False):
                      "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
     # the step modes (3SPO, step-wise GRPO) train on whole batches of tasks, generated in step
     checks = [
-        (not getattr(ns, "train.async_enable", False), "the step modes need synchronous rollouts: drop --train.async_enable"),
-        (not getattr(ns, "algo.dynamic_filtering_enable", False), "the step modes do not support --algo.dynamic_filtering_enable"),
-        (getattr(ns, "rollout.n_samples_per_prompt") >= 1, "--rollout.n_samples_per_prompt must be >= 1"),
+        (not args.train.async_enable, "the step modes need synchronous rollouts: drop --train.async_enable"),
+        (not args.algo.dynamic_filtering_enable, "the step modes do not support --algo.dynamic_filtering_enable"),
+        (args.rollout.n_samples_per_prompt >= 1, "--rollout.n_samples_per_prompt must be >= 1"),
     ]
     return found + [message for ok, message in checks if not ok]
 
@@ -73,66 +72,55 @@ def _extend(parser):
     add_flags(parser)
 
 
-_STATE_ACTORS = []  # the driver holds the handles: the actors live as long as the run
-
-
-@contextmanager
-def _openrlhf_patched(argv, dry_run, cpu):
+@contextlib.contextmanager
+def _running_openrlhf(argv, dry_run, cpu):
+    """While OpenRLHF's CLI module runs: its argv; Ray started for the run (its setup hook registers
+    the plugin in every worker); a --dry-run stopped before training. On OpenRLHF 0.11.2 as released,
+    also the parser extended with 3SPO's flags and checks; where OpenRLHF has the patch series, it
+    loads the plugin itself (`plugin.py`)."""
     import ray
 
     import openrlhf.utils
+    from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks
     from openrlhf_3spo.openrlhf.register import ray_runtime_env, register
 
     parse_args = argparse.ArgumentParser.parse_args
     get_strategy = openrlhf.utils.get_strategy
+    hooked = openrlhf_has_plugin_hooks()
+
+    def start_ray():
+        if not dry_run and not ray.is_initialized():
+            ray.init(runtime_env=ray_runtime_env(cpu), **(cpu_mode.ray_init_resources() if cpu else {}))
 
     def parse_with_spo3(parser, args=None, namespace=None):
         if not any(action.dest == ESTIMATOR_DEST for action in parser._actions):  # not OpenRLHF's parser
             return parse_args(parser, args, namespace)
         _extend(parser)
         ns = parse_args(parser, argv, namespace)
-        found = problems(ns, cpu)
+        from openrlhf.utils.config import hierarchize
+
+        found = problems(hierarchize(ns), cpu)
         if found:
             _one_line_error(found[0])
-        if not dry_run and not ray.is_initialized():
-            ray.init(runtime_env=ray_runtime_env(cpu), **(cpu_mode.ray_init_resources() if cpu else {}))
+        start_ray()
         return ns
 
-    def strategy_after_spo3(args):
+    def strategy_or_stop(args):
         if dry_run:
             raise _DryRun(args)
-        register()
-        if args.algo.advantage.estimator == "3spo":
-            _STATE_ACTORS.append(_start_state_actors(args))
+        if not hooked:
+            register()
         return get_strategy(args)
 
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_spo3), mock.patch.object(
-        openrlhf.utils, "get_strategy", strategy_after_spo3
-    ), mock.patch.object(ray, "is_initialized", (lambda: True) if dry_run else ray.is_initialized):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(sys, "argv", ["train_ppo_ray", *argv]))
+        stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
+        if hooked:
+            start_ray()
+        else:
+            stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_spo3))
+        stack.enter_context(mock.patch.object(ray, "is_initialized", (lambda: True) if dry_run else ray.is_initialized))
         yield
-
-
-def live_snapshot_dir(ckpt_path):
-    """Where this run's state actors snapshot every version, for Ray to restart a crashed one from:
-    a folder of its own, so a new run never inherits an old run's statistics (a resumed run gets
-    the checkpointed table, through --ckpt.load_enable)."""
-    run = f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-    return os.path.join(ckpt_path, "spo3_live", run)
-
-
-def _start_state_actors(args):
-    from openrlhf_3spo.state.actor import StateScores
-
-    spo3 = args.spo3
-    return StateScores.create(
-        spo3.state_actor,
-        num_shards=spo3.score_shards,
-        snapshot_dir=live_snapshot_dir(args.ckpt.path),
-        alpha=spo3.alpha,
-        xi=spo3.xi,
-        zeta=spo3.zeta,
-        g_max=spo3.g_max,
-    )
 
 
 def _plain(value):
@@ -157,7 +145,7 @@ def main(argv):
     except (RuntimeError, ValueError) as error:
         _one_line_error(error)
     try:
-        with _openrlhf_patched(argv, dry_run, cpu):
+        with _running_openrlhf(argv, dry_run, cpu):
             runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
     except _DryRun as done:
         print(json.dumps(_plain(done.config), indent=2, sort_keys=True))
