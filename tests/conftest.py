@@ -1,6 +1,12 @@
+import glob
 import os
+import subprocess
+import sys
+import zipfile
 
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # vLLM's engine core runs in this process: spawning a child would re-import the test session.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
@@ -14,6 +20,36 @@ def tiny_model_dir(tmp_path_factory):
     from openrlhf_3spo.demo.smollm2 import write_tiny_model
 
     return write_tiny_model(str(tmp_path_factory.mktemp("tiny-llama")))
+
+
+def unpack_openrlhf_wheel(root):
+    """OpenRLHF 0.11.2 as its wheel installs it, in `root`: the `openrlhf` package and the tests it
+    ships (a top-level `tests` package). scripts/setup_cpu_env.sh keeps the wheel in the venv."""
+    wheels = glob.glob(os.path.join(sys.prefix, "wheels", "openrlhf-0.11.2-*.whl"))
+    assert wheels, f"no OpenRLHF 0.11.2 wheel in {sys.prefix}/wheels: run scripts/setup_cpu_env.sh"
+    tests_prefix = "openrlhf-0.11.2.data/purelib/"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        for name in wheel.namelist():
+            target = name[len(tests_prefix):] if name.startswith(tests_prefix) else name
+            if target.startswith(("openrlhf/", "tests/")):
+                os.makedirs(os.path.dirname(os.path.join(root, target)), exist_ok=True)
+                with open(os.path.join(root, target), "wb") as f:
+                    f.write(wheel.read(name))
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def patched_openrlhf(tmp_path_factory):
+    """A copy of OpenRLHF 0.11.2's wheel tree with the patch series of patches/ applied, in order;
+    a patch that stops applying fails here, naming itself."""
+    root = unpack_openrlhf_wheel(tmp_path_factory.mktemp("openrlhf-patched"))
+    patches = sorted(glob.glob(os.path.join(REPO, "patches", "*.patch")))
+    assert patches, "patches/ holds no patch"
+    for patch in patches:
+        check = subprocess.run(["git", "apply", "--check", patch], cwd=root, capture_output=True, text=True)
+        assert check.returncode == 0, f"{os.path.basename(patch)} no longer applies to OpenRLHF 0.11.2: {check.stderr}"
+        subprocess.run(["git", "apply", patch], cwd=root, check=True)
+    return root
 
 
 def pytest_collection_modifyitems(config, items):

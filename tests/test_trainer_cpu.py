@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from openrlhf_3spo.envs import alfworld
 from openrlhf_3spo.io import atomic_write_jsonl
+from openrlhf_3spo.openrlhf import cpu as cpu_mode
+from openrlhf_3spo.openrlhf.register import PATCHED
 from openrlhf_3spo.openrlhf.samples_generator import padded_size
 from openrlhf_3spo.state.snapshot import load_snapshot
 
@@ -74,8 +76,16 @@ def _run(command, out, env_extra=None):
     steps = logged(r"Global step (\d+): (\{.*\})")
     evals = logged(r"global_step (\d+), eval_metrics: (\{.*\})")
     with open(log) as f:
-        weights = [json.loads(line)["embedding_sum"] for line in f]
+        weights = [entry["embedding_sum"] for entry in map(json.loads, f) if "embedding_sum" in entry]
     return output, steps, evals, weights
+
+
+def _replaced_symbols(out):
+    """What the scripted engine found replaced in OpenRLHF, in each rollout process of the run."""
+    with open(os.path.join(out, "vllm_weights.jsonl")) as f:
+        reports = [entry["replaced"] for entry in map(json.loads, f) if "replaced" in entry]
+    assert reports, "no rollout process reported"
+    return reports
 
 
 def _recipe(name, workspace, out, *extra):
@@ -199,3 +209,54 @@ def test_two_actor_ranks_do_equal_work_and_a_fresh_run_starts_empty(spo3_run, wo
     assert any(status["spo3/padded_samples"] > 0 for status in steps.values()), steps  # a count that needed padding
     # fresh: t counts this run's trajectories only (a fresh table's t is 1)
     assert steps[1]["spo3/t"] == 1 + steps[1]["spo3/recorded_trajectories"] < recipe_steps[2]["spo3/t"]
+
+
+def test_plain_openrlhf_with_the_patch_series_trains_3spo(patched_openrlhf, workspace):
+    """OpenRLHF with patches/ applied: plain `python -m openrlhf.cli.train_ppo_ray` finds the plugin
+    through its entry point and trains 2 steps of 3SPO (metrics, tables, weight sync), and no
+    OpenRLHF symbol is replaced at run time but the CPU mode's own (`cpu.CPU_PATCHED`)."""
+    root, model, data = workspace
+    out = str(root / "plain_openrlhf")
+    agent = os.path.join(AGENTS, "alfworld_3spo_scripted.py")
+    command = [
+        sys.executable, "-m", "openrlhf.cli.train_ppo_ray", "--algo.advantage.estimator", "3spo",
+        "--train.agent_func_path", agent, "--actor.model_name_or_path", model,
+        "--actor.num_nodes", "1", "--actor.num_gpus_per_node", "1", "--ref.num_nodes", "1", "--ref.num_gpus_per_node", "1",
+        "--vllm.num_engines", "1", "--vllm.tensor_parallel_size", "1", "--train.colocate_all", "--ds.zero_stage", "3",
+        "--ds.param_dtype", "bf16", "--algo.kl.use_loss", "--algo.kl.init_coef", "0.01", "--algo.kl.estimator", "k3",
+        "--ds.attn_implementation", "sdpa", "--vllm.enforce_eager", "--vllm.sync_backend", "gloo",  # what --cpu sets
+        "--data.prompt_dataset", f"{data}/train.jsonl", "--eval.dataset", f"{data}/eval.jsonl",
+        "--data.input_key", "input", "--data.label_key", "label", "--eval.n_samples_per_prompt", "1",
+        "--ckpt.path", os.path.join(out, "ckpt"), "--ckpt.output_dir", os.path.join(out, "model"), *SCALE,
+    ]
+    env = {
+        **cpu_mode.ENV,
+        "PYTHONPATH": patched_openrlhf,
+        # OpenRLHF's own ray.init, with the placeholder GPU count the --cpu mode gives Ray
+        "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 16, "GPU": 16}),
+    }
+    output, steps, evals, weights = _run(command, out, env)
+    assert "Loading OpenRLHF plugin openrlhf_3spo (openrlhf_3spo.openrlhf.plugin:register)" in output
+    assert sorted(steps) == [1, 2] and sorted(evals) == [1, 2]
+    for step, status in steps.items():
+        assert status["spo3/version"] == step and status["spo3/steps_per_task"] > 0
+    assert steps[1]["actor_grad_norm"] > 0
+    for step in (1, 2):
+        counts, t, version, tried = _table(os.path.join(out, "ckpt", "spo3_state", f"global_step{step}"))
+        assert (t, version) == (steps[step]["spo3/t"], step)
+    _check_weights_reach_vllm(out, workspace, weights)
+    # nothing replaced in OpenRLHF but what the CPU mode makes CPU-safe
+    cpu_patched = {f"{module}.{symbol}" for module, symbols, _ in cpu_mode.CPU_PATCHED
+                   for symbol in symbols.split(", ") if module.startswith("openrlhf")}
+    for replaced in _replaced_symbols(out):
+        assert set(replaced) <= cpu_patched, set(replaced) - cpu_patched
+        assert not set(replaced) & {f"{module}.{symbol}" for module, symbol, _ in PATCHED}
+
+
+def test_the_released_openrlhf_path_is_seen_replacing_symbols(spo3_run):
+    """The check above can fail: on OpenRLHF 0.11.2 as released, the same scan finds every
+    substitution `register.PATCHED` lists in the trainer's module."""
+    out = spo3_run[0]
+    expected = {f"{module}.{symbol}" for module, symbol, _ in PATCHED if module == "openrlhf.trainer.ppo_trainer"}
+    for replaced in _replaced_symbols(out):
+        assert expected <= set(replaced), expected - set(replaced)

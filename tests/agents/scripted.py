@@ -5,13 +5,42 @@ advantage zero; with it, groups mix rewards and gradients flow.
 
 Every other sample of a request for several (3SPO's candidates at a state: the same ones on a
 rerun), and every other request of one sample (GRPO's trajectories). Each call also appends a
-fingerprint of the weights vLLM holds to $SCRIPTED_LOG, to check the trainer's weight sync."""
+fingerprint of the weights vLLM holds to $SCRIPTED_LOG, to check the trainer's weight sync, and
+once per process the OpenRLHF symbols replaced at run time in it."""
 
+import inspect
 import itertools
 import json
 import os
+import sys
 
 ANSWER = "<think>look around</think><action>look</action>"
+_reported = False
+
+
+def replaced_openrlhf_symbols():
+    """OpenRLHF's functions, classes and methods that were replaced in this process at run time:
+    those whose code comes from openrlhf_3spo. Covers every loaded OpenRLHF module, the trainer's
+    module included, and Ray's copy of the PPOTrainer actor's methods."""
+    import openrlhf.trainer.ppo_trainer  # noqa: F401  (where OpenRLHF 0.11.2 needs substitution)
+
+    def ours(obj):
+        code = getattr(obj, "__code__", None)
+        return (getattr(obj, "__module__", None) or "").startswith("openrlhf_3spo") or (
+            code is not None and f"{os.sep}openrlhf_3spo{os.sep}" in code.co_filename)
+
+    found = set()
+    for name, module in list(sys.modules.items()):
+        if name != "openrlhf" and not name.startswith("openrlhf."):
+            continue
+        for attr, obj in list(vars(module).items()):
+            if ours(obj):
+                found.add(f"{name}.{attr}")
+            if (inspect.isclass(obj) and obj.__module__ == name) or hasattr(obj, "__ray_metadata__"):
+                classes = [obj.__ray_metadata__.modified_class] if hasattr(obj, "__ray_metadata__") else [obj]
+                for cls in classes:
+                    found |= {f"{name}.{attr}.{method}" for method, fn in vars(cls).items() if ours(fn)}
+    return sorted(found)
 
 
 def embedding_sum(worker):
@@ -37,9 +66,13 @@ class ScriptedEngine:
             output.token_ids = self.tokenizer.encode(ANSWER, add_special_tokens=False) + [self.tokenizer.eos_token_id]
             output.finish_reason = "stop"
         if os.environ.get("SCRIPTED_LOG"):
+            global _reported
             (weights,) = await self.engine.llm.collective_rpc(embedding_sum)
             with open(os.environ["SCRIPTED_LOG"], "a") as f:
                 f.write(json.dumps({"embedding_sum": weights}) + "\n")
+                if not _reported:  # once per process: a Ray worker that loaded the plugin
+                    _reported = True
+                    f.write(json.dumps({"replaced": replaced_openrlhf_symbols()}) + "\n")
         return result
 
 
