@@ -3,6 +3,7 @@ own shipped tests and the series' tests pass on the patched copy, the built-in e
 bit-identical advantages before and after, and the plugin takes the hooked path there.
 (The real trainer on the patched copy: tests/test_trainer_cpu.py.)"""
 
+import json
 import os
 import re
 import subprocess
@@ -81,3 +82,17 @@ def test_the_plugin_takes_the_hooked_path_where_openrlhf_has_the_series(patched_
     result = subprocess.run([sys.executable, "-c", probe], env=_env(patched_openrlhf), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[-2] == "True step_rewards ['SPO3ExperienceMaker', 'SPO3SamplesGenerator'] ['SPO3Callback'] 1"
+
+
+def test_openrlhf_3spo_train_runs_openrlhfs_cli_on_the_patched_copy(patched_openrlhf):
+    """`openrlhf-3spo train` takes the hooked path: OpenRLHF's own parser knows 3spo and --spo3.*
+    (from the plugin), and the plugin's checks stop a bad setting in one line."""
+    agent = os.path.join(REPO, "openrlhf_3spo", "agents", "alfworld_3spo.py")
+    env = dict(_env(patched_openrlhf), PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    train = ["openrlhf-3spo", "train", "--advantage_estimator", "3spo", "--train.agent_func_path", agent, "--dry-run"]
+    result = subprocess.run([*train, "--spo3.g_max", "4"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = json.loads(result.stdout[result.stdout.index("{"):])
+    assert config["algo"]["advantage"]["estimator"] == "3spo" and config["spo3"]["g_max"] == 4
+    result = subprocess.run([*train, "--spo3.alpha", "-1"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == "openrlhf-3spo: error: --spo3.alpha must be > 0, got -1.0"

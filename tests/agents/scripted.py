@@ -24,10 +24,12 @@ def replaced_openrlhf_symbols():
     module included, and Ray's copy of the PPOTrainer actor's methods."""
     import openrlhf.trainer.ppo_trainer  # noqa: F401  (where OpenRLHF 0.11.2 needs substitution)
 
-    def ours(obj):
+    def ours(obj):  # functools.wraps keeps OpenRLHF's __module__: the code's file tells
         code = getattr(obj, "__code__", None)
+        file = code.co_filename if code is not None else ""
+        shim = f"{os.sep}cpu_shims{os.sep}" in file  # the flash_attn stand-in, imported as flash_attn
         return (getattr(obj, "__module__", None) or "").startswith("openrlhf_3spo") or (
-            code is not None and f"{os.sep}openrlhf_3spo{os.sep}" in code.co_filename)
+            f"{os.sep}openrlhf_3spo{os.sep}" in file and not shim)
 
     found = set()
     for name, module in list(sys.modules.items()):
