@@ -26,8 +26,9 @@ def _make_dataset(args):
         from openrlhf_3spo.envs import webshop
 
         rows = webshop.dataset_rows(args.split, args.data, args.eval_goals)
-    atomic_write_jsonl(args.out, rows)
-    print(f"[make-dataset] {len(rows)} {args.env} {args.split} tasks written to {args.out}")
+    out = args.out or os.path.join("data", args.env, f"{args.split}.jsonl")
+    atomic_write_jsonl(out, rows)
+    print(f"[make-dataset] {len(rows)} {args.env} {args.split} tasks written to {out}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,12 +138,12 @@ def build_parser():
 
     dataset = commands.add_parser("make-dataset", help="write an OpenRLHF prompt dataset (JSONL) of env tasks")
     dataset.add_argument("env", choices=["alfworld", "webshop"])
-    dataset.add_argument("--split", required=True, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
+    dataset.add_argument("--split", default="train", help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
     dataset.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA / $WEBSHOP_DATA), or "shipped"')
     dataset.add_argument("--eval-goals", type=int, default=None,
                          help="webshop: goals [0, N) are eval, the rest train (default 500, or a quarter of a small catalog)")
     dataset.add_argument("--task-types", default=None, help="comma-separated ALFWorld task types (default: all six)")
-    dataset.add_argument("--out", required=True, help="output .jsonl file")
+    dataset.add_argument("--out", default=None, help="output .jsonl file (default data/ENV/SPLIT.jsonl, where the recipes read)")
     dataset.set_defaults(func=_make_dataset)
 
     recipes = commands.add_parser("recipes", help="list the training recipes shipped with the package, or copy them out")

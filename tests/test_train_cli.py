@@ -19,7 +19,7 @@ AGENT_3SPO = os.path.join(REPO, "openrlhf_3spo", "agents", "alfworld_3spo.py")
 
 
 def _config(stdout):
-    return json.loads(stdout[stdout.index("\n{") + 1 :] if not stdout.startswith("{") else stdout)
+    return json.loads(stdout)  # a dry run's stdout is its JSON only
 
 
 def _train(*args):
@@ -29,8 +29,12 @@ def _train(*args):
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=os.path.basename)
-def test_every_recipe_passes_a_dry_run(recipe, tmp_path):
-    result = subprocess.run(["bash", recipe, "--dry-run"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+def test_every_recipe_passes_a_dry_run(recipe, tmp_path_factory):
+    tmp_path, data = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("data")
+    for split in ("train", "eval"):  # a dry run checks that the datasets exist
+        (data / f"{split}.jsonl").write_text("")
+    result = subprocess.run(["bash", recipe, "--dry-run"], capture_output=True, text=True, env=dict(ENV, DATA=str(data)),
+                            cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     config = _config(result.stdout)
     estimator = config["algo"]["advantage"]["estimator"]
@@ -76,6 +80,11 @@ def test_alias_and_flags_resolve():
         (["--advantage_estimator", "3spo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
          "alfworld_grpo.py trains with --advantage_estimator group_norm, not 3spo"),
         (["--advantage_estimator", "ppo2"], "argument --algo.advantage.estimator: invalid choice"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", "/no/such/agent.py"], "--train.agent_func_path /no/such/agent.py: no such file"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--data.prompt_dataset", "missing/train.jsonl"],
+         "--data.prompt_dataset missing/train.jsonl: no such file or folder"),
+        (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--actor.model_name_or_path", "./no-model"],
+         "--actor.model_name_or_path ./no-model: no such file or folder"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         # OpenRLHF's own assert, as one line too
         (["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "1"], "group_norm requires n_samples_per_prompt > 1"),
@@ -208,6 +217,9 @@ def test_recipes_ship_with_the_package_and_run_from_a_copy(tmp_path):
     copied = subprocess.run(["openrlhf-3spo", "recipes", "--copy", "r"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120)
     assert copied.returncode == 0, copied.stderr
     assert sorted(os.listdir(tmp_path / "r")) == sorted(os.path.basename(r) for r in RECIPES + [os.path.join("x", "train.sh")])
+    os.makedirs(tmp_path / "data" / "alfworld")
+    for split in ("train", "eval"):  # where the recipe reads by default; a dry run checks they exist
+        (tmp_path / "data" / "alfworld" / f"{split}.jsonl").write_text("")
     result = subprocess.run(["bash", "r/alfworld_grpo_1.5b.sh", "--dry-run"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert _config(result.stdout)["train"]["agent_func_path"] == agent_file("alfworld", "grpo")

@@ -25,6 +25,7 @@ from openrlhf_3spo.openrlhf import cpu as cpu_mode
 from openrlhf_3spo.settings import Settings, add_flags
 
 ESTIMATOR_DEST = "algo.advantage.estimator"
+DATA_FILES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")  # a dataset named by one is a local file
 
 
 class _DryRun(Exception):
@@ -41,13 +42,15 @@ def problems(args, cpu=False):
     if found:
         return found
     estimator, agent = args.algo.advantage.estimator, args.train.agent_func_path
-    agent_estimator = step_estimator(agent) if agent and os.path.isfile(agent) else None
+    if agent and not os.path.isfile(agent):
+        return [f"--train.agent_func_path {agent}: no such file"]
+    agent_estimator = step_estimator(agent) if agent else None
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
                 f"not {estimator}"]
     if estimator != "3spo" and agent_estimator is None:  # OpenRLHF's own modes: its own checks
         return []
-    found = []
+    found = [f"{flag} {path}: no such file or folder" for flag, path in _local_paths(args) if not os.path.exists(path)]
     if agent_estimator != estimator:
         found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
                      "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
@@ -58,6 +61,16 @@ def problems(args, cpu=False):
         (args.rollout.n_samples_per_prompt >= 1, "--rollout.n_samples_per_prompt must be >= 1"),
     ]
     return found + [message for ok, message in checks if not ok]
+
+
+def _local_paths(args):
+    """(flag, path) for the model and datasets named by a local path; hub ids ("org/name") are
+    OpenRLHF's to fetch. A dataset flag may list several, comma-separated."""
+    named = [("--actor.model_name_or_path", args.actor.model_name_or_path)]
+    for flag, value in (("--data.prompt_dataset", args.data.prompt_dataset), ("--eval.dataset", args.eval.dataset)):
+        named += [(flag, part.strip()) for part in (value or "").split(",") if part.strip()]
+    local = lambda path: path.startswith(("/", ".", "~")) or path.endswith(DATA_FILES)  # noqa: E731
+    return [(flag, os.path.expanduser(path)) for flag, path in named if path and local(path)]
 
 
 def _one_line_error(message):
@@ -137,19 +150,21 @@ def main(argv):
     argv = [a.replace("--advantage_estimator=", "--algo.advantage.estimator=", 1) for a in argv]
     from openrlhf_3spo.openrlhf.register import check_openrlhf_version
 
-    try:
-        check_openrlhf_version()
-        if cpu:
-            argv = cpu_mode.cpu_argv(argv)
-            cpu_mode.enter()
-    except (RuntimeError, ValueError) as error:
-        _one_line_error(error)
-    try:
-        with _running_openrlhf(argv, dry_run, cpu):
-            runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
-    except _DryRun as done:
-        print(json.dumps(_plain(done.config), indent=2, sort_keys=True))
-        return 0
-    except AssertionError as error:  # OpenRLHF validates with asserts
-        _one_line_error(error)
+    stdout = sys.stdout
+    # a dry run's stdout is its JSON only: what DeepSpeed and vLLM print goes to stderr
+    with contextlib.redirect_stdout(sys.stderr if dry_run else stdout):
+        try:
+            check_openrlhf_version()
+            if cpu:
+                argv = cpu_mode.cpu_argv(argv)
+                cpu_mode.enter()
+        except (RuntimeError, ValueError) as error:
+            _one_line_error(error)
+        try:
+            with _running_openrlhf(argv, dry_run, cpu):
+                runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
+        except _DryRun as done:
+            print(json.dumps(_plain(done.config), indent=2, sort_keys=True), file=stdout)
+        except AssertionError as error:  # OpenRLHF validates with asserts
+            _one_line_error(error)
     return 0
