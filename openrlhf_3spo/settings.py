@@ -51,7 +51,12 @@ class Settings:
         for f in fields(self):
             value, meta = getattr(self, f.name), f.metadata
             flag = f"--spo3.{f.name}"
-            if f.type is not str and not math.isfinite(value):
+            numeric = (int,) if f.type is int else (int, float)
+            if f.type is not str and (isinstance(value, bool) or not isinstance(value, numeric)):
+                found.append(f"{flag} must be {'a whole number' if f.type is int else 'a number'}, got {value!r}")
+            elif f.type is str and not isinstance(value, str):
+                found.append(f"{flag} must be a string, got {value!r}")
+            elif f.type is not str and not math.isfinite(value):
                 found.append(f"{flag} must be a finite number, got {value}")
             elif meta["choices"] and value not in meta["choices"]:
                 found.append(f"{flag} must be one of {', '.join(meta['choices'])}, got {value!r}")

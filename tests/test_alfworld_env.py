@@ -170,6 +170,14 @@ def test_step_or_fork_before_reset_is_a_clear_error():
         env.fork()
 
 
+@pytest.mark.parametrize("call", ["reset", "step", "fork"])
+def test_calls_after_close_are_a_clear_error(env, call):
+    """(Before: step said "before reset()", reset raised AttributeError from inside.)"""
+    env.close()
+    with pytest.raises(RuntimeError, match=rf"ALFWorldEnv .*: {call}\(\) after close\(\)"):
+        getattr(env, call)(*(["look"] if call == "step" else []))
+
+
 # ---- bad game files ----------------------------------------------------------------------------
 
 

@@ -122,7 +122,9 @@ MAX_G = 2**20  # n samples of one context: far beyond any engine's n, and no int
 def adaptive_n(score, g_max=8):
     """Eq. 3: n = ceil(G_max * S(s_t)) rollouts at a decision point (0 truncates, 1 continues untrained)."""
     score = _as_scores("score", score)
-    if not np.isfinite(g_max) or int(g_max) != g_max or not 1 <= g_max <= MAX_G:
+    if isinstance(g_max, bool) or not isinstance(g_max, (int, float, np.integer, np.floating)) or not (
+        1 <= g_max <= MAX_G and int(g_max) == g_max
+    ):
         raise ValueError(f"g_max must be a whole number in [1, {MAX_G}], got {g_max!r}")
     return np.ceil(g_max * score).astype(np.int64)
 

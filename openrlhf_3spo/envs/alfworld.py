@@ -149,7 +149,12 @@ class ALFWorldEnv:
             valid=valid,
         )
 
+    def _check_open(self, call):
+        if getattr(self, "_pddl", None) is None:
+            raise RuntimeError(f"ALFWorldEnv {self.task_id}: {call}() after close()")
+
     def reset(self) -> Observation:
+        self._check_open("reset")
         state = self._call_engine(self._tw.reset)
         text = state.feedback.replace(_BANNER, "").strip()
         self.task = text.rsplit(_TASK_PREFIX, 1)[-1].strip().rstrip(".") if _TASK_PREFIX in text else ""
@@ -158,6 +163,7 @@ class ALFWorldEnv:
         return self._obs
 
     def step(self, action: str) -> Observation:
+        self._check_open("step")
         if self._obs is None:
             raise RuntimeError("ALFWorldEnv.step() before reset()")
         if self._obs.done:
@@ -175,6 +181,7 @@ class ALFWorldEnv:
         """A new engine in the same state. The engine cannot copy its C state, so the clone starts from
         the freshly loaded initial state and re-applies the recorded operators directly, rendering
         only the final state's admissible commands (textworld 1.7's PddlEnv internals)."""
+        self._check_open("fork")
         if self._obs is None:
             raise RuntimeError("ALFWorldEnv.fork() before reset()")
         clone = ALFWorldEnv(self.game_file, self.max_steps, self.win_reward, self.invalid_penalty)

@@ -5,6 +5,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 
 @dataclass
 class Observation:
@@ -15,6 +17,12 @@ class Observation:
     done: bool = False
     won: bool = False
     valid: bool = True  # False when the action was not admissible (the env state is unchanged)
+
+    def __post_init__(self):
+        for name in ("done", "won", "valid"):  # an env's "False" string would count as a win
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)) and value not in (0, 1):
+                raise TypeError(f"Observation.{name} must be a bool, got {value!r}")
 
 
 class TextEnv(Protocol):

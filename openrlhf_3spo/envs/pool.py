@@ -141,19 +141,27 @@ class LocalEnv:
 
     def __init__(self, env):
         self.env = env
+        self._closed = False
+
+    def _open_env(self, call):
+        if self._closed:
+            raise RuntimeError(f"{type(self.env).__name__}: {call}() after close()")
+        return self.env
 
     async def reset(self):
-        return self.env.reset()
+        return self._open_env("reset").reset()
 
     async def step(self, action: str):
-        return self.env.step(action)
+        return self._open_env("step").step(action)
 
     async def get(self, attribute: str):
-        return getattr(self.env, attribute)
+        return getattr(self._open_env("get"), attribute)
 
     async def fork(self) -> "LocalEnv":
-        return LocalEnv(self.env.fork())
+        return LocalEnv(self._open_env("fork").fork())
 
     def close(self):
-        if hasattr(self.env, "close"):
-            self.env.close()
+        if not self._closed:
+            self._closed = True
+            if hasattr(self.env, "close"):
+                self.env.close()

@@ -6,6 +6,7 @@ use the catalog shipped with the package.
 
 import functools
 import json
+import logging
 import os
 import random
 import re
@@ -16,6 +17,8 @@ from .base import Observation, label_root, state_digest
 from .prompting import SEARCH_TEMPLATE as SEARCH_ACTION
 
 from rapidfuzz import fuzz, utils
+
+logger = logging.getLogger(__name__)
 
 SEP = " [SEP] "
 MATCH_THRESHOLD = 85
@@ -52,6 +55,12 @@ def _normalize_option(value):
     return next((color for color in COLORS if color in value.split()), value)
 
 
+def options_match(wanted, have):
+    """Whether the purchase reward counts option value `have` as the goal's `wanted`: the same colour
+    word, or a fuzzy match over the threshold (so "pack of 2" and "pack of 24", "8" and "8.5")."""
+    return fuzzy_ratio(_normalize_option(wanted), _normalize_option(have)) > MATCH_THRESHOLD
+
+
 def purchase_reward(goal, product, options, price):
     """The score of buying `product` with `options` ({name: value}) at `price`, for `goal`: in [0, 1].
 
@@ -66,10 +75,7 @@ def purchase_reward(goal, product, options, price):
         for wanted in goal["attributes"]
     )
     goal_options = list(goal["goal_options"].values()) if isinstance(goal["goal_options"], dict) else list(goal["goal_options"])
-    chosen = [_normalize_option(v) for v in options.values()]
-    n_options = sum(
-        any(fuzzy_ratio(_normalize_option(wanted), have) > MATCH_THRESHOLD for have in chosen) for wanted in goal_options
-    )
+    n_options = sum(any(options_match(wanted, have) for have in options.values()) for wanted in goal_options)
     r_price = price <= goal["price_upper"]
     total = (n_attributes + n_options + r_price) / (len(goal["attributes"]) + len(goal_options) + 1)
     return total * type_reward(goal, product)
@@ -115,16 +121,21 @@ class SearchIndex:
 
     def __init__(self, texts, cache_dir=None):
         """With `cache_dir`, the index is loaded from there when it was built for the same texts, and
-        saved there (atomically) otherwise."""
+        saved there (atomically) otherwise. A cache that does not load (corrupt, truncated) is
+        rebuilt."""
         import bm25s
         import Stemmer
 
         self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
         self.size = len(texts)
         path = os.path.join(cache_dir, state_digest(*texts)) if cache_dir else None
-        if path and os.path.exists(os.path.join(path, "params.index.json")):
-            self.index = bm25s.BM25.load(path, show_progress=False)
-            return
+        if path and os.path.exists(path):
+            try:
+                self.index = bm25s.BM25.load(path, show_progress=False)
+                return
+            except Exception as error:  # bm25s raises what its json / numpy readers raise
+                logger.warning(f"rebuilding the search index: its cache {path} does not load ({error})")
+                shutil.rmtree(path, ignore_errors=True)
         self.index = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
         self.index.index(self._tokenize(texts), show_progress=False)
         if path:

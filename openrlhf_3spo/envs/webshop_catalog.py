@@ -32,7 +32,7 @@ import random
 import string
 import sys
 
-from openrlhf_3spo.envs.webshop import MATCH_THRESHOLD, SHIPPED_DATA, SearchIndex, fuzzy_ratio, product_text
+from openrlhf_3spo.envs.webshop import MATCH_THRESHOLD, SHIPPED_DATA, SearchIndex, fuzzy_ratio, options_match, product_text
 from openrlhf_3spo.io import atomic_write_text
 
 PRODUCTS_FILE = "items_shuffle.json"
@@ -465,10 +465,6 @@ INSTRUCTION_OPENERS = [
     "i would like", "get me", "i'm searching for", "show me",
 ]
 
-# colour words option values share (see _confusable)
-COLOR_WORDS = ("black", "white", "grey", "gray", "silver", "gold", "red", "pink", "purple", "blue", "navy",
-               "green", "yellow", "orange", "brown", "beige", "khaki", "ivory", "tan", "olive", "nude")
-
 # words a title spells their own way (lowercasing gives the word back)
 SPECIAL_WORDS = {
     "4k": "4K", "8k": "8K", "60hz": "60Hz", "20000mah": "20000mAh", "10000mah": "10000mAh", "2.4ghz": "2.4GHz",
@@ -630,14 +626,8 @@ def _draw_request(rng, attrs, options, others):
 
 
 def _confusable(a, b):
-    """Whether the purchase reward may take option value `b` for `a`: a fuzzy match (token-set ratio
-    over 85, so "pack of 2" and "pack of 24", "8" and "8.5") or the same colour word ("navy blue",
-    "royal blue")."""
-    a, b = a.lower(), b.lower()
-    if a == b or fuzzy_ratio(a, b) > MATCH_THRESHOLD:
-        return True
-    colour = lambda v: next((w for w in v.split() if w in COLOR_WORDS), None)  # noqa: E731
-    return colour(a) is not None and colour(a) == colour(b)
+    """Whether the purchase reward may take option value `b` for `a`: its own rule, `options_match`."""
+    return options_match(a, b) or options_match(b, a)
 
 
 def _satisfied_by(attrs, wanted, others):

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import threading
 import zlib
 
 import numpy as np
@@ -128,7 +129,7 @@ class StateScoreActor:
         return save_snapshot(directory, self.table, {"version": self.version, "applied": applied}, self.tried)
 
     def load(self, directory):
-        table, meta, tried = load_snapshot(directory)
+        table, meta, tried = load_actor_snapshot(directory)
         self.load_state(table.state_dict(), meta, tried)
 
     def load_state(self, state, meta, tried):
@@ -313,7 +314,7 @@ class StateScores:
             return
         if not saved:
             raise ValueError(f"no state-table shards (shard-<i>/) in {directory}")
-        parts = [load_snapshot(os.path.join(directory, d)) for d in saved]
+        parts = [load_actor_snapshot(os.path.join(directory, d)) for d in saved]
         keys = [k for table, _, _ in parts for k in table.state_dict()["keys"]]
         counts = {name: np.concatenate([table.state_dict()[name] for table, _, _ in parts]) for name in ("n_total", "n_success")}
         t = max(table.t for table, _, _ in parts)
@@ -332,32 +333,47 @@ class StateScores:
         return ray.get([a.content_hash.remote() for a in self.actors])
 
 
+def load_actor_snapshot(directory):
+    """`load_snapshot`, for an actor's snapshot: its meta holds the version and applied count."""
+    table, meta, tried = load_snapshot(directory)
+    if any(not isinstance(meta.get(k), int) or meta[k] < 0 for k in ("version", "applied")):
+        raise ValueError(f"state-table snapshot in {directory} is not an actor's: its meta must hold whole "
+                         f"numbers version and applied >= 0, got {meta!r}")
+    return table, meta, tried
+
+
 class LocalStateScores:
-    """StateScores' interface over one in-process actor: tests and the CPU demo, no Ray."""
+    """StateScores' interface over one in-process actor: tests and the CPU demo, no Ray. Ray runs an
+    actor's calls one at a time; here a lock does, so concurrent threads lose no update."""
 
     def __init__(self, **table_params):
         self.actor = StateScoreActor(**table_params)
+        self._lock = threading.Lock()
+
+    def _call(self, method, *args):
+        with self._lock:
+            return getattr(self.actor, method)(*args)
 
     def lookup(self, keys, version=None):
-        return self.actor.lookup(keys, version)
+        return self._call("lookup", keys, version)
 
     async def lookup_async(self, keys, version=None):
-        return self.actor.lookup(keys, version)
+        return self._call("lookup", keys, version)
 
     async def is_tried_async(self, pairs):
-        return self.actor.is_tried([pair_digest(*p) for p in pairs])
+        return self._call("is_tried", [pair_digest(*p) for p in pairs])
 
     async def mark_tried_async(self, pairs):
-        self.actor.mark_tried([pair_digest(*p) for p in pairs])
+        self._call("mark_tried", [pair_digest(*p) for p in pairs])
 
     def record(self, trajectory_keys, won):
-        self.actor.record(trajectory_keys, won)
+        self._call("record", trajectory_keys, won)
 
     def advance(self):
-        return self.actor.advance()
+        return self._call("advance")
 
     def current_version(self):
-        return self.actor.current_version()
+        return self._call("current_version")
 
     def stats(self):
-        return self.actor.stats()
+        return self._call("stats")

@@ -85,6 +85,9 @@ def load_snapshot(directory):
                 raise ValueError(f"{name} must be a 1-D integer array, got {arrays[name].dtype} {arrays[name].shape}")
         if not isinstance(header.get("table"), dict) or not isinstance(header.get("t"), int):
             raise ValueError("its header lacks the table parameters or t")
+        meta = header.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"its header's meta must be a JSON object, got {meta!r}")
         table = StateTable(**header["table"])
         table.load_state_dict(
             {
@@ -97,4 +100,4 @@ def load_snapshot(directory):
         )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"state-table snapshot {path} is inconsistent ({error})") from None
-    return table, header.get("meta", {}), set(_array_to_digests(arrays["tried"]))
+    return table, meta, set(_array_to_digests(arrays["tried"]))
