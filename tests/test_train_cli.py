@@ -225,3 +225,15 @@ def test_recipes_ship_with_the_package_and_run_from_a_copy(tmp_path):
     assert _config(result.stdout)["train"]["agent_func_path"] == agent_file("alfworld", "grpo")
     path = subprocess.run(["openrlhf-3spo", "agent-file", "webshop", "3spo"], capture_output=True, text=True, env=ENV, timeout=120)
     assert path.stdout.strip() == agent_file("webshop", "3spo") and os.path.isfile(path.stdout.strip())
+
+
+@pytest.mark.parametrize("module", ["flash_attn", "vllm"])
+def test_a_missing_heavy_dependency_is_one_line(module):
+    """OpenRLHF imports flash_attn and vllm at module level: without them, one line that says how
+    to install them, not an ImportError traceback."""
+    probe = (f"import sys; sys.modules[{module!r}] = None\n"  # as if not installed
+             "from openrlhf_3spo.cli import main\n"
+             f"main(['train', '--advantage_estimator', '3spo', '--train.agent_func_path', {AGENT_3SPO!r}, '--dry-run'])\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(f"openrlhf-3spo: error: OpenRLHF needs {module}, which is not installed: pip install")

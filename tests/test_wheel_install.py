@@ -91,3 +91,34 @@ def test_recipes_copy_out_and_dry_run(installed):
 def test_agent_file_lookup(installed):
     path = _run(installed, "openrlhf-3spo agent-file alfworld 3spo").strip()
     assert path == os.path.join(installed[2], "openrlhf_3spo", "agents", "alfworld_3spo.py") and os.path.isfile(path)
+
+
+def test_the_sdists_tests_run(tmp_path):
+    """The sdist carries what its tests need (conftest.py, the scripted agents, the patches); a
+    quick part of its suite runs from it, on the package it holds."""
+    import tarfile
+
+    from setuptools import build_meta
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        name = build_meta.build_sdist(str(tmp_path / "dist"))
+    finally:
+        os.chdir(cwd)
+    with tarfile.open(tmp_path / "dist" / name) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    root = tmp_path / name[: -len(".tar.gz")]
+    for needed in ("tests/conftest.py", "tests/agents/scripted.py", "tests/openrlhf_advantages_probe.py",
+                   "scripts/setup_cpu_env.sh", "LICENSE"):
+        assert (root / needed).is_file(), needed
+    assert sorted(p.name for p in (root / "patches").glob("*.patch")) == sorted(
+        p for p in os.listdir(os.path.join(REPO, "patches")) if p.endswith(".patch"))
+    env = dict(os.environ, PYTHONPATH=str(root))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_algo_formulas.py", "tests/test_faults.py"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout[-3000:]
+    where = subprocess.run([sys.executable, "-c", "import openrlhf_3spo; print(openrlhf_3spo.__file__)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(str(root))

