@@ -47,6 +47,9 @@ def _evaluate(args):
 
     if not os.path.exists(args.model):
         raise ValueError(f"--model {args.model}: no such file or folder")
+    for flag in ("history_length", "max_steps"):  # this command's own flag names in the message
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
     settings = Settings(history_length=args.history_length, max_steps=args.max_steps).checked()
     if args.env == "alfworld":
         from openrlhf_3spo.envs.alfworld import dataset_rows

@@ -247,7 +247,82 @@ def test_snapshots(case_id, a0, a1, tmp_path):
     assert str(tmp_path) in str(error.value)  # the message names the file
 
 
-# ---- data files and the CLI ---------------------------------------------------------------------
+# ---- data files ---------------------------------------------------------------------------------
+
+
+def _alfworld_copy(tmp_path, change):
+    """The shipped ALFWorld train split, with `change(traj_data.json path)` applied to one game."""
+    import shutil
+
+    from openrlhf_3spo.envs.alfworld import SHIPPED_DATA as ALFWORLD_SHIPPED
+
+    shutil.copytree(os.path.join(ALFWORLD_SHIPPED, "json_2.1.1", "train"), tmp_path / "json_2.1.1" / "train")
+    (traj,) = sorted((tmp_path / "json_2.1.1" / "train").glob("*/*/traj_data.json"))[:1]
+    change(traj)
+    return str(tmp_path)
+
+
+def _webshop_copy(tmp_path, name, change):
+    import shutil
+
+    from openrlhf_3spo.envs.webshop import SHIPPED_DATA as WEBSHOP_SHIPPED
+
+    shutil.copytree(WEBSHOP_SHIPPED, tmp_path / "webshop")
+    change(tmp_path / "webshop" / name)
+    return str(tmp_path / "webshop")
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DATA_FILES = [
+    ("alfworld-traj-empty", lambda t: _alfworld_rows(t, lambda p: p.write_text("")), "is not a valid traj_data.json"),
+    ("alfworld-traj-truncated", lambda t: _alfworld_rows(t, _truncate), "is not a valid traj_data.json"),
+    ("alfworld-traj-wrong-schema", lambda t: _alfworld_rows(t, lambda p: p.write_text("[1, 2]")), "is not a valid traj_data.json"),
+    ("alfworld-data-missing", lambda t: _alfworld_rows_at(str(t / "none")), "ALFWorld data: no folder"),
+    ("alfworld-label-not-json", lambda t: _game_of("{not json"), "ALFWorld label is not JSON"),
+    ("alfworld-label-wrong-schema", lambda t: _game_of('{"env": "alfworld"}'), "ALFWorld label has no 'game' path"),
+    ("webshop-items-empty", lambda t: _webshop_rows(t, "items_shuffle.json", lambda p: p.write_text("")), "is not valid JSON"),
+    ("webshop-items-truncated", lambda t: _webshop_rows(t, "items_shuffle.json", _truncate), "is not valid JSON"),
+    ("webshop-items-not-a-list", lambda t: _webshop_rows(t, "items_shuffle.json", lambda p: p.write_text("[]")),
+     "the product file holds no products"),
+    ("webshop-items-wrong-schema", lambda t: _webshop_rows(t, "items_shuffle.json", lambda p: p.write_text('[{"name": "x"}]')),
+     "product record 0 has no asin"),
+    ("webshop-attributes-missing", lambda t: _webshop_rows(t, "items_ins_v2.json", os.remove), "no items_ins_v2.json"),
+]
+
+
+def _alfworld_rows(tmp_path, change):
+    return _alfworld_rows_at(_alfworld_copy(tmp_path, change))
+
+
+def _alfworld_rows_at(root):
+    from openrlhf_3spo.envs import alfworld
+
+    return alfworld.dataset_rows("train", root)
+
+
+def _game_of(label):
+    from openrlhf_3spo.envs.alfworld import game_file_of
+
+    return game_file_of(label)
+
+
+def _webshop_rows(tmp_path, name, change):
+    from openrlhf_3spo.envs import webshop
+
+    return webshop.dataset_rows("train", _webshop_copy(tmp_path, name, change))
+
+
+@case("data files", "error", DATA_FILES)
+def test_data_files(case_id, a0, a1, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(a1)):
+        a0(tmp_path)
+
+
+# ---- the CLI ------------------------------------------------------------------------------------
 
 
 def _cli(*argv):
@@ -277,6 +352,23 @@ CLI = [
     ("agent-file-unknown-env", lambda t: ["agent-file", "minecraft", "3spo"], "minecraft"),
     ("tiny-model-out-in-use", lambda t: ["tiny-model", "--out", str(t)], "not an empty folder"),
     ("unknown-subcommand", lambda t: ["fly"], "invalid choice"),
+    ("recipes-copy-onto-a-file", lambda t: ["recipes", "--copy", str(t / "in-use")], "it is a file, not a folder"),
+    ("recipes-copy-under-proc", lambda t: ["recipes", "--copy", "/proc/x"], "cannot write /proc/x"),
+    ("demo-out-under-a-file", lambda t: ["demo", "--out", str(t / "in-use")], "is a file, not a folder"),
+    ("demo-lr-nan", lambda t: ["demo", "--lr", "nan"], "--lr must be a finite number > 0"),
+    ("demo-temperature-zero", lambda t: ["demo", "--temperature", "0"], "--temperature must be a finite number > 0"),
+    ("demo-history-negative", lambda t: ["demo", "--history-length", "-1"], "--history-length must be >= 0"),
+    ("demo-g-max-one", lambda t: ["demo", "--g-max", "1"], "--g-max must be >= 2"),
+    ("demo-seeds-not-numbers", lambda t: ["demo", "--seeds", "x"], "--seeds must be comma-separated integers"),
+    ("demo-unknown-arm", lambda t: ["demo", "--arms", "foo"], "unknown arms ['foo']"),
+    ("demo-data-missing", lambda t: ["demo", "--data", str(t / "none")], "ALFWorld data: no folder"),
+    ("evaluate-model-missing", lambda t: ["evaluate", "--model", str(t / "none"), "--env", "alfworld", "--split", "valid_seen"],
+     "--model"),
+    ("evaluate-history-negative", lambda t: ["evaluate", "--model", str(t), "--env", "alfworld", "--split", "valid_seen",
+                                             "--history-length", "-1"], "--history-length must be >= 0"),
+    ("make-dataset-task-type-unknown", lambda t: ["make-dataset", "alfworld", "--data", "shipped", "--task-types", "nope",
+                                                  "--out", str(t / "a.jsonl")], "unknown ALFWorld task types ['nope']"),
+    ("make-dataset-env-unknown", lambda t: ["make-dataset", "minecraft"], "invalid choice"),
 ]
 
 

@@ -72,6 +72,11 @@ class DemoArgs:
             raise ValueError(f"--games must be >= 0, got {self.games}")
         if self.g_max < 2:
             raise ValueError(f"--g-max must be >= 2, got {self.g_max}")
+        for name in ("lr", "temperature"):  # a NaN would surface minutes later, inside sampling
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be a finite number > 0, got {getattr(self, name)}")
+        if self.history_length < 0:
+            raise ValueError(f"--history-length must be >= 0, got {self.history_length}")
         if not self.seeds or not self.arms:
             raise ValueError("--seeds and --arms must name at least one each")
         unknown = [a for a in self.arms if a not in ARMS]
@@ -258,6 +263,7 @@ def _n_histogram(outs, g_max):
 def run(args: DemoArgs, out_dir):
     """Trains every arm for every seed; writes metrics.jsonl, summary.json and curves.png."""
     args.check()
+    atomic_write_jsonl(os.path.join(out_dir, "metrics.jsonl"), [])  # a bad out_dir fails now, not after training
     games = find_games(args.split, args.data)
     games = games[: args.games] if args.games else games
     rows = []
