@@ -13,10 +13,12 @@ with no GPU, for tiny models (`cpu.py`).
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import runpy
 import sys
+import warnings
 from types import SimpleNamespace
 from unittest import mock
 
@@ -155,9 +157,14 @@ def main(argv):
     argv = [a.replace("--advantage_estimator=", "--algo.advantage.estimator=", 1) for a in argv]
     from openrlhf_3spo.openrlhf.register import check_openrlhf_version
 
+    # torch's note on the pynvml package it imports: nothing a user can act on, and it would stand
+    # before a one-line error
+    warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
     stdout = sys.stdout
-    # a dry run's stdout is its JSON only: what DeepSpeed and vLLM print goes to stderr
-    with contextlib.redirect_stdout(sys.stderr if dry_run else stdout):
+    # a dry run's stdout is its JSON only: what DeepSpeed and vLLM print goes to stderr once the run
+    # validated (an error stays one line)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed if dry_run else stdout):
         try:
             check_openrlhf_version()
             if cpu:
@@ -169,6 +176,7 @@ def main(argv):
             with _running_openrlhf(argv, dry_run, cpu):
                 runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
         except _DryRun as done:
+            sys.stderr.write(printed.getvalue())
             print(json.dumps(_plain(done.config), indent=2, sort_keys=True), file=stdout)
         except AssertionError as error:  # OpenRLHF validates with asserts
             _one_line_error(error)
