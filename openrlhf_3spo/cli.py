@@ -1,6 +1,7 @@
 """The `openrlhf-3spo` command."""
 
 import argparse
+import email.parser
 import json
 import os
 import shutil
@@ -82,6 +83,7 @@ def _evaluate(args):
         atomic_write_text(args.out, json.dumps({"table": table, "tasks": results}, indent=2))
 
 
+PATCHES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "patches")  # the repository's patches/
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 
 
@@ -93,14 +95,33 @@ def _recipes(args):
                 summary = f.read().splitlines()[1].lstrip("# ")
             print(f"{name:26} {summary}")
         return
-    if os.path.exists(args.copy) and not os.path.isdir(args.copy):
-        raise ValueError(f"--copy {args.copy}: it is a file, not a folder")
-    os.makedirs(args.copy, exist_ok=True)
-    for name in names:
-        target = os.path.join(args.copy, name)
-        shutil.copyfile(os.path.join(RECIPES_DIR, name), target)
-        os.chmod(target, 0o755)
+    _copy_out(RECIPES_DIR, names, args.copy, mode=0o755)
     print(f"[recipes] {len(names)} recipes written to {args.copy}/ (run one with bash, e.g. bash {args.copy}/{names[0]} --dry-run)")
+
+
+def _patches(args):
+    names = sorted(n for n in os.listdir(PATCHES_DIR) if n.endswith(".patch"))
+    if not args.copy:
+        for name in names:
+            with open(os.path.join(PATCHES_DIR, name)) as f:  # git format-patch: an mbox message
+                subject = " ".join(email.parser.Parser().parse(f, headersonly=True)["Subject"].split())
+            print(f"{name[:4]}  {subject}")
+        print(f"({PATCHES_DIR}; README.md there says how to apply them)")
+        return
+    _copy_out(PATCHES_DIR, names + ["README.md"], args.copy)
+    print(f"[patches] {len(names)} patches and their README written to {args.copy}/ (git apply {args.copy}/*.patch)")
+
+
+def _copy_out(source_dir, names, target_dir, mode=None):
+    """Copies the named files of a folder the package ships into `target_dir`."""
+    if os.path.exists(target_dir) and not os.path.isdir(target_dir):
+        raise ValueError(f"--copy {target_dir}: it is a file, not a folder")
+    os.makedirs(target_dir, exist_ok=True)
+    for name in names:
+        target = os.path.join(target_dir, name)
+        shutil.copyfile(os.path.join(source_dir, name), target)
+        if mode is not None:
+            os.chmod(target, mode)
 
 
 def _tiny_model(args):
@@ -152,6 +173,10 @@ def build_parser():
     recipes = commands.add_parser("recipes", help="list the training recipes shipped with the package, or copy them out")
     recipes.add_argument("--copy", metavar="DIR", default=None, help="write the recipes (and train.sh) into DIR")
     recipes.set_defaults(func=_recipes)
+
+    patches = commands.add_parser("patches", help="list the upstream patch series for OpenRLHF 0.11.2, or copy it out")
+    patches.add_argument("--copy", metavar="DIR", default=None, help="write the patches and their README into DIR")
+    patches.set_defaults(func=_patches)
 
     agent = commands.add_parser("agent-file", help="print the installed path of an agent-function file")
     agent.add_argument("env", choices=["alfworld", "webshop"])

@@ -122,3 +122,14 @@ def test_the_sdists_tests_run(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import openrlhf_3spo; print(openrlhf_3spo.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(root))
+
+
+def test_the_patch_series_ships_with_the_package(installed):
+    _run(installed, "openrlhf-3spo patches --copy p")
+    work = installed[1]
+    shipped = sorted(n for n in os.listdir(os.path.join(REPO, "patches")) if n.endswith((".patch", ".md")))
+    assert sorted(os.listdir(work / "p")) == shipped
+    for name in shipped:
+        with open(os.path.join(REPO, "patches", name), "rb") as ours:
+            assert (work / "p" / name).read_bytes() == ours.read(), name
+    assert "feat(ppo): advantage-estimator registry" in _run(installed, "openrlhf-3spo patches")
