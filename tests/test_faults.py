@@ -149,7 +149,16 @@ ENV_ERRORS = [
     ("get-after-close", _closed(lambda e: e.get("task")), RuntimeError, "CorridorEnv: get() after close()"),
     ("won-as-string", lambda: Observation("x", won="False"), TypeError, "Observation.won must be a bool, got 'False'"),
     ("done-as-string", lambda: Observation("x", done="yes"), TypeError, "Observation.done must be a bool"),
+    ("webshop-negative-invalid-penalty", lambda: _webshop_env(invalid_penalty=-1), ValueError,
+     "invalid_penalty must be a finite number >= 0 (it is subtracted), got -1"),
+    ("webshop-goal-out-of-range", lambda: _webshop_env(goal_index=10**6), ValueError, "WebShop goal 1000000 does not exist"),
 ]
+
+
+def _webshop_env(goal_index=0, **kwargs):
+    from openrlhf_3spo.envs.webshop import WebShopEnv
+
+    return WebShopEnv(goal_index, "shipped", **kwargs)
 
 
 @case("env actions", "error", ENV_ERRORS)
@@ -320,6 +329,29 @@ def _webshop_rows(tmp_path, name, change):
 def test_data_files(case_id, a0, a1, tmp_path):
     with pytest.raises(ValueError, match=re.escape(a1)):
         a0(tmp_path)
+
+
+def test_a_dataset_made_from_a_data_folder_names_it_in_its_labels(tmp_path):
+    """Safe behaviour: the rollout finds the games where make-dataset found them (it once looked in
+    $ALFWORLD_DATA and failed with "file not found")."""
+    from openrlhf_3spo.envs import alfworld
+
+    root = _alfworld_copy(tmp_path, lambda p: None)
+    rows = alfworld.dataset_rows("train", root)
+    assert {json.loads(r["label"])["root"] for r in rows} == {root}
+    assert all(os.path.isfile(alfworld.game_file_of(r["label"])) for r in rows)
+
+
+def test_webshop_splits_default_to_the_catalogs_size():
+    """Safe behaviour: the shipped 164-goal catalog splits without --eval-goals (its default once
+    asked for 500 eval goals)."""
+    from openrlhf_3spo.envs import webshop
+
+    train, evaluation = webshop.dataset_rows("train", "shipped"), webshop.dataset_rows("eval", "shipped")
+    assert len(train) > len(evaluation) > 0 and len(train) + len(evaluation) == 164
+
+
+CASES += [("data files", "data-folder-in-labels", "safe"), ("data files", "webshop-split-defaults", "safe")]
 
 
 # ---- the CLI ------------------------------------------------------------------------------------
