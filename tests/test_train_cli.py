@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from openrlhf_3spo.agents import agent_file
+from openrlhf_3spo.cli import INSTALL_HINTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = sorted(glob.glob(os.path.join(REPO, "openrlhf_3spo", "recipes", "*_*.sh")))
@@ -234,4 +235,5 @@ def test_a_missing_heavy_dependency_is_one_line(module):
              f"main(['train', '--advantage_estimator', '3spo', '--train.agent_func_path', {AGENT_3SPO!r}, '--dry-run'])\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines()[-1].startswith(f"openrlhf-3spo: error: OpenRLHF needs {module}, which is not installed: pip install")
+    assert result.stderr.strip().splitlines() == [
+        f"openrlhf-3spo: error: {module} is not installed: {INSTALL_HINTS[module]}"], result.stderr[-2000:]

