@@ -386,6 +386,7 @@ CLI = [
     ("unknown-subcommand", lambda t: ["fly"], "invalid choice"),
     ("recipes-copy-onto-a-file", lambda t: ["recipes", "--copy", str(t / "in-use")], "it is a file, not a folder"),
     ("recipes-copy-under-proc", lambda t: ["recipes", "--copy", "/proc/x"], "cannot write /proc/x"),
+    ("patches-copy-onto-a-file", lambda t: ["patches", "--copy", str(t / "in-use")], "it is a file, not a folder"),
     ("demo-out-under-a-file", lambda t: ["demo", "--out", str(t / "in-use")], "is a file, not a folder"),
     ("demo-lr-nan", lambda t: ["demo", "--lr", "nan"], "--lr must be a finite number > 0"),
     ("demo-temperature-zero", lambda t: ["demo", "--temperature", "0"], "--temperature must be a finite number > 0"),
