@@ -129,7 +129,8 @@ def _running_openrlhf(argv, dry_run, cpu):
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(sys, "argv", ["train_ppo_ray", *argv]))
-        stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
+        if dry_run or not hooked:
+            stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
         if hooked:
             start_ray()
         else:
