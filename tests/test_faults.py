@@ -208,19 +208,17 @@ def _snapshot(tmp_path):
     return os.path.join(tmp_path, FILE_NAME)
 
 
-def _rewrite(path, **changes):
-    """The snapshot at `path` with arrays (or the header, "header") replaced."""
+def _rewrite(path, header=None, **arrays):
+    """The snapshot at `path` with arrays replaced, and its header changed by `header(dict)`, or
+    replaced by raw bytes."""
     with np.load(path) as f:
-        arrays = dict(f)
-    header = json.loads(arrays["header"].tobytes())
-    for name, value in changes.items():
-        if name == "header":
-            header = value(header)
-        else:
-            arrays[name] = value
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        stored = dict(f)
+    if callable(header):
+        header = json.dumps(header(json.loads(stored["header"].tobytes()))).encode()
+    if header is not None:
+        stored["header"] = np.frombuffer(header, dtype=np.uint8)
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **{**stored, **arrays})
 
 
 SNAPSHOTS = [
@@ -229,22 +227,14 @@ SNAPSHOTS = [
     ("garbage", lambda p: open(p, "wb").write(b"\x00garbage" * 50), "corrupt or truncated"),
     ("npy-in-place", lambda p: np.save(open(p, "wb"), np.zeros(3)), "corrupt or truncated"),
     ("wrong-format-version", lambda p: _rewrite(p, header=lambda h: dict(h, format_version=99)), "format version 99"),
-    ("header-not-json", lambda p: _rewrite_raw_header(p, b"\xff{not json"), "corrupt or truncated"),
-    ("header-a-list", lambda p: _rewrite_raw_header(p, b"[1, 2]"), "format version None"),
+    ("header-not-json", lambda p: _rewrite(p, header=b"\xff{not json"), "corrupt or truncated"),
+    ("header-a-list", lambda p: _rewrite(p, header=b"[1, 2]"), "format version None"),
     ("keys-wrong-shape", lambda p: _rewrite(p, keys=np.zeros((2, 8), np.uint8)), "keys must be rows of 16 bytes"),
     ("counts-2d", lambda p: _rewrite(p, n_total=np.ones((2, 1), np.int64)), "n_total must be a 1-D integer array"),
     ("counts-float", lambda p: _rewrite(p, n_success=np.ones(2)), "n_success must be a 1-D integer array"),
     ("meta-a-list", lambda p: _rewrite(p, header=lambda h: dict(h, meta=[1])), "meta must be a JSON object"),
     ("meta-without-version", lambda p: _rewrite(p, header=lambda h: dict(h, meta={})), "is not an actor's"),
 ]
-
-
-def _rewrite_raw_header(path, raw):
-    with np.load(path) as f:
-        arrays = dict(f)
-    arrays["header"] = np.frombuffer(raw, dtype=np.uint8)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
 
 
 @case("snapshots", "error", SNAPSHOTS)

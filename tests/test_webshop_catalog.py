@@ -135,12 +135,11 @@ def test_generator_reproduces_shipped_files(tmp_path):
 
 
 def test_the_generator_judges_option_values_by_the_rewards_rule():
-    """The generator counts which near-duplicates satisfy a goal with the purchase reward's own
+    """The generator counts the near-duplicates that satisfy a goal with the purchase reward's own
     option rule (it once had a colour rule of its own that took "Navy Blue" and "Royal Blue" apart,
     which the reward scores as the same colour)."""
-    from openrlhf_3spo.envs.webshop import options_match
-
-    pairs = {("Navy Blue", "Royal Blue"): True, ("Olive Green", "Army Green"): True, ("pack of 2", "pack of 24"): True,
-             ("Red", "Blue"): False, ("8", "8.5"): True, ("Small", "X-Large"): False}
-    for (a, b), same in pairs.items():
-        assert webshop_catalog._confusable(a, b) == same == options_match(a, b), (a, b)
+    pairs = {("Navy Blue", "Royal Blue"): 1, ("Olive Green", "Army Green"): 1, ("pack of 2", "pack of 24"): 1,
+             ("Red", "Blue"): 0, ("8", "8.5"): 1, ("Small", "X-Large"): 0}
+    for (wanted, offered), satisfied in pairs.items():
+        near_duplicate = (None, None, None, ["w:cotton"], [("color", [offered], "color")])
+        assert webshop_catalog._satisfied_by(["w:cotton"], [("color", wanted)], [near_duplicate]) == satisfied, wanted

@@ -625,17 +625,12 @@ def _draw_request(rng, attrs, options, others):
     return picked, wanted
 
 
-def _confusable(a, b):
-    """Whether the purchase reward may take option value `b` for `a`: its own rule, `options_match`."""
-    return options_match(a, b) or options_match(b, a)
-
-
 def _satisfied_by(attrs, wanted, others):
     """How many near-duplicates have all of `attrs` and, as far as the reward can tell, the `wanted`
     option values."""
     return sum(
         set(attrs) <= set(o_attrs)
-        and all(any(_confusable(w, v) for _, vs, _ in o_options for v in vs) for _, w in wanted)
+        and all(any(options_match(w, v) for _, vs, _ in o_options for v in vs) for _, w in wanted)
         for _, _, _, o_attrs, o_options in others
     )
 
