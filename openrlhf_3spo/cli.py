@@ -84,7 +84,7 @@ def _evaluate(args):
 
 
 PATCHES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "patches")  # the repository's patches/
-RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")  # the repository's recipes/
 
 
 def _recipes(args):

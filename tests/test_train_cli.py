@@ -14,7 +14,7 @@ from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.cli import INSTALL_HINTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = sorted(glob.glob(os.path.join(REPO, "openrlhf_3spo", "recipes", "*_*.sh")))
+RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*_*.sh")))
 ENV = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
 AGENT_3SPO = os.path.join(REPO, "openrlhf_3spo", "agents", "alfworld_3spo.py")
 

@@ -30,7 +30,7 @@ from openrlhf_3spo.state.snapshot import load_snapshot
 pytestmark = pytest.mark.slow
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RECIPES = os.path.join(REPO, "openrlhf_3spo", "recipes")
+RECIPES = os.path.join(REPO, "recipes")
 AGENTS = os.path.join(REPO, "tests", "agents")
 BIN = os.path.dirname(sys.executable)
 TIMEOUT = 900

@@ -55,3 +55,37 @@ def test_n_samples_share_a_prefix_and_return_true_logprobs(engine, hf_model, tin
             logits = hf_model(torch.tensor([prompt_ids + ids])).logits[0, len(prompt_ids) - 1 : -1]
         hf_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(ids)[:, None]).squeeze(-1)
         torch.testing.assert_close(torch.tensor(vllm_logprobs), hf_logprobs, atol=2e-3, rtol=0)
+
+
+
+def test_weight_syncs_reach_vllms_cpu_worker(tiny_model_dir):
+    """The trainer's weights, one tensor at a time as OpenRLHF broadcasts them, replace what vLLM
+    generates with, sync after sync, on any CPU (vLLM re-packs its linear weights where the CPU has
+    oneDNN or AMX kernels, unless the --cpu mode keeps them loadable). Its own process: the mode's
+    vLLM plugin patches the process it runs in."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from openrlhf_3spo.openrlhf import cpu
+
+    probe = os.path.join(os.path.dirname(__file__), "vllm_weight_sync_probe.py")
+    env = {**os.environ, **cpu.ENV}
+    done = subprocess.run([sys.executable, probe, tiny_model_dir], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    greedy = json.loads(done.stdout.strip().splitlines()[-1])
+    assert greedy["moved"] != greedy["before"]  # the moved policy answers otherwise, so the check can fail
+    assert greedy["after_first_sync"] == greedy["moved"]
+    assert greedy["after_second_sync"] == greedy["before"]
+
+
+def test_a_worker_whose_weights_were_re_packed_is_one_clear_error():
+    from openrlhf_3spo.openrlhf.cpu import load_weight_on_cpu
+
+    class Runner:  # what vLLM's CPU linear layers leave where they re-pack: an empty parameter
+        model = torch.nn.Linear(2, 2)
+
+    Runner.model.weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    with pytest.raises(RuntimeError, match=r"--cpu weight sync: vLLM's CPU worker re-packed 1 weights for its CPU kernels \(weight, \.\.\.\)"):
+        load_weight_on_cpu(Runner(), "weight", torch.zeros(2, 2))

@@ -55,6 +55,8 @@ CPU_PATCHED = (
     ("openrlhf.utils.distributed_util", "stateless_init_process_group", "weights over the TCP store, not NCCL"),
     ("openrlhf.trainer.ray.ppo_actor", "stateless_init_process_group", "the same"),
     ("openrlhf.trainer.ray.vllm_worker_wrap", "WorkerWrap.update_weight", "receives the weight on CPU"),
+    ("vllm._custom_ops", "_supports_onednn", "False in vLLM's processes: weights stay loadable (keep_vllm_weights_loadable)"),
+    ("vllm.model_executor.layers.utils", "check_cpu_sgl_kernel", "the same"),
 )
 
 
@@ -136,7 +138,30 @@ def _update_weight_on_cpu(self, name, dtype, shape, empty_cache=False):
     assert dtype == self.model_config.dtype, f"mismatch dtype: src {dtype}, dst {self.model_config.dtype}"
     weight = torch.empty(shape, dtype=dtype)
     self._model_update_group.broadcast(weight, src=0)
-    self.model_runner.model.load_weights(weights=[(name, weight)])
+    load_weight_on_cpu(self.model_runner, name, weight)
+
+
+def load_weight_on_cpu(model_runner, name, weight):
+    """One weight of a DeepSpeed-to-vLLM sync, into vLLM's CPU worker, in place."""
+    model = model_runner.model
+    repacked = [n for n, p in model.named_parameters() if p.numel() == 0]
+    if repacked:
+        raise RuntimeError(
+            f"--cpu weight sync: vLLM's CPU worker re-packed {len(repacked)} weights for its CPU kernels "
+            f"({repacked[0]}, ...), so they cannot be loaded; keep_vllm_weights_loadable() did not run in it"
+        )
+    model.load_weights(weights=[(name, weight)])
+
+
+def keep_vllm_weights_loadable():
+    """vLLM's CPU linear layers re-pack their weights for oneDNN or AMX kernels, where the CPU has
+    them (AVX-512 or AMX), and drop the parameters that OpenRLHF's weight sync loads into. Under
+    --cpu they run torch's linear on the weights as loaded, on every CPU alike."""
+    import vllm._custom_ops as vllm_ops
+    import vllm.model_executor.layers.utils as vllm_layer_utils
+
+    vllm_ops._supports_onednn = False
+    vllm_layer_utils.check_cpu_sgl_kernel = lambda n, k, dtype: False
 
 
 def apply():
@@ -189,3 +214,4 @@ def vllm_plugin():
     included. A no-op unless this is a --cpu run."""
     if os.environ.get(CPU_MODE_VAR) == "1":
         apply()
+        keep_vllm_weights_loadable()
