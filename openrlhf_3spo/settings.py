@@ -13,6 +13,8 @@ STATE_KEYS = ("env", "task_obs", "obs")
 N_RULES = ("adaptive", "fixed")
 WRITE_OFF_RULES = ("branch", "paper")
 TRIED_PAIR_RULES = ("steer", "filter")
+BACKTRACK_RULES = ("recent", "best", "shallowest", "sampled", "none")
+CONTINUE_RULES = ("best", "sampled")
 WEBSHOP_REWARDS = ("success", "score")
 
 
@@ -35,6 +37,13 @@ class Settings:
     tried_pairs: str = _setting(
         "steer", "steer: tried (state, action) pairs rank after untried ones, groups keep all n samples; "
         "filter: the paper's literal rule, tried pairs leave the group (ablation)", TRIED_PAIR_RULES)
+    backtrack: str = _setting(
+        "recent", "which pending branch a finished trajectory backtracks to: the most recent, the best-ranked over "
+        "the whole stack, the shallowest, a sampled one; none: B independent episodes from the start state",
+        BACKTRACK_RULES)
+    continue_along: str = _setting(
+        "best", "the candidate a path continues along: the best-ranked, or a sampled member of the group",
+        CONTINUE_RULES)
     state_key: str = _setting("env", "state key: env (the env's state), task_obs or obs (observation text)", STATE_KEYS)
     adv_norm: str = _setting("mean_std", "step-group advantage: (R - mean) / std, or R - mean", ADVANTAGE_NORMS)
     gamma: float = _setting(0.0, "discount of later step rewards along the path (only 0, pure step rewards)", low=0, high=0)

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openrlhf_3spo.algo import (
-    adaptive_n, group_advantages, novelty_weight, state_score, step_reward, trajectory_advantages,
+    adaptive_n, discounted_returns, gigpo_advantages, group_advantages, novelty_weight, state_score, step_reward,
+    trajectory_advantages,
 )
 
 EPS = 1e-6
@@ -252,3 +253,58 @@ def test_adaptive_n_refuses_a_g_max_that_would_overflow():
     with pytest.raises(ValueError, match="g_max"):
         adaptive_n(0.5, g_max=float("inf"))
     assert adaptive_n(1.0, g_max=2**20) == 2**20
+
+
+# GiGPO, worked by hand. Task g: trajectory A visits s0, s1, s0 (rewards 0, 0, 10: it wins at its
+# third step, back at s0), trajectory B visits s0, s2 (rewards -0.1 for an invalid action, then 0).
+# Task h: trajectory C, one step from a state that has g's key text s0 (reward 0). The rows interleave.
+GIGPO_ROWS = dict(
+    rewards=[0.0, -0.1, 0.0, 0.0, 10.0, 0.0],
+    group_ids=["g", "g", "g", "g", "g", "h"],
+    trajectory_ids=["A", "B", "A", "B", "A", "C"],
+    state_keys=["s0", "s0", "s1", "s2", "s0", "s0"],
+)
+
+
+def test_discounted_returns_by_hand():
+    # A: 10, 0.95 * 10 = 9.5, 0.95 * 9.5 = 9.025 (back to front); B: 0, -0.1 + 0.95 * 0; C: 0
+    returns = discounted_returns(GIGPO_ROWS["rewards"], GIGPO_ROWS["trajectory_ids"], gamma=0.95)
+    np.testing.assert_allclose(returns, [9.025, -0.1, 9.5, 0.0, 10.0, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(discounted_returns([1.0, 1.0, 1.0], [0, 0, 0], gamma=1), [3.0, 2.0, 1.0])
+    np.testing.assert_allclose(discounted_returns([1.0, 1.0, 1.0], [0, 0, 0], gamma=0), [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="gamma"):
+        discounted_returns([1.0], [0], gamma=1.5)
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        discounted_returns([1.0, 2.0], [0])
+
+
+def test_gigpo_advantages_mean_norm_by_hand():
+    """Episode (eq. 3): returns A 10, B -0.1 -> mean 4.95 -> +5.05, -5.05; C alone -> 0.
+    Step (eqs. 5-7): anchor (g, s0) holds A's first and third steps and B's first (a revisit counts
+    once per visit): 9.025, 10, -0.1, mean 18.925 / 3 -> +2.7166667, +3.6916667, -6.4083333. (g, s1),
+    (g, s2) and (h, s0) are groups of one -> 0; C's s0 is not g's s0. A = episode + 1 x step."""
+    a = gigpo_advantages(**GIGPO_ROWS)
+    np.testing.assert_allclose(
+        a, [5.05 + 2.7166667, -5.05 - 6.4083333, 5.05, -5.05, 5.05 + 3.6916667, 0.0], atol=1e-6
+    )
+    # w = 0 leaves the episode term: step-wise GRPO's trajectory advantage, mean_norm
+    np.testing.assert_allclose(gigpo_advantages(**GIGPO_ROWS, step_advantage_w=0.0), [5.05, -5.05, 5.05, -5.05, 5.05, 0.0], atol=1e-9)
+    # gamma 1: A's steps return 10, 10, 10 and B's -0.1, 0; (g, s0): 10, -0.1, 10 -> mean 6.6333333
+    np.testing.assert_allclose(gigpo_advantages(**GIGPO_ROWS, gamma=1.0)[[0, 1, 4]],
+                               [5.05 + 3.3666667, -5.05 - 6.7333333, 5.05 + 3.3666667], atol=1e-6)
+
+
+def test_gigpo_advantages_mean_std_norm_by_hand():
+    """Two trajectories of a task: +-1/sqrt(2) (unbiased std). (g, s0): 9.025, -0.1, 10, deviations
+    from 6.3083333 of +2.7166667, -6.4083333, +3.6916667, unbiased std sqrt(62.0754167 / 2) = 5.5711504."""
+    a = gigpo_advantages(**GIGPO_ROWS, norm="mean_std")
+    half = 2**-0.5
+    std = (62.0754167 / 2) ** 0.5
+    np.testing.assert_allclose(
+        a, [half + 2.7166667 / std, -half - 6.4083333 / std, half, -half, half + 3.6916667 / std, 0.0], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="norm"):
+        gigpo_advantages(**GIGPO_ROWS, norm="mean_norm")
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        gigpo_advantages([1.0], ["g"], ["A", "B"], ["s"])
+    assert gigpo_advantages([], [], [], []).shape == (0,)

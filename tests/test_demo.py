@@ -110,3 +110,67 @@ def test_bad_flag_on_the_command_line_prints_one_line(tmp_path):
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == ["openrlhf-3spo: error: --env-steps must be >= 1, got 0"]
+
+
+def test_a_new_run_keeps_the_last_results_until_it_has_its_own(small_run, tmp_path, monkeypatch):
+    """A second run in the same folder that dies after its first arm: the first run's three files
+    are as they were, and the second's partial metrics are readable beside them."""
+    import openrlhf_3spo.demo.alfworld_demo as demo
+
+    out, _ = small_run
+    folder = tmp_path / "demo"
+    shutil.copytree(out, folder)
+    before = {name: (folder / name).read_bytes() for name in demo.OUTPUTS}
+    train_arm = demo.train_arm
+
+    async def dies_on_grpo(arm, *args):
+        if arm == "grpo":
+            raise RuntimeError("killed")
+        return await train_arm(arm, *args)
+
+    monkeypatch.setattr(demo, "train_arm", dies_on_grpo)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(DemoArgs(**dict(SMALL, env_steps=100)), str(folder))
+    assert {name: (folder / name).read_bytes() for name in demo.OUTPUTS} == before
+    partial = rows_of(folder / ".incoming")
+    assert partial and {r["arm"] for r in partial} == {"3spo"} and partial[-1]["env_steps"] >= 100
+
+
+def test_the_warm_start_clones_the_walkthroughs():
+    """Behaviour cloning on the games' own walkthroughs: one sample per walkthrough step, with the
+    executors' prompts, and a policy that wins games greedily where zero weights win none."""
+    import asyncio
+
+    from openrlhf_3spo.demo.alfworld_demo import evaluate, walkthrough_samples, warm_policy
+    from openrlhf_3spo.demo.policy import ByteTokenizer
+    from openrlhf_3spo.envs.alfworld import find_games, load_game
+
+    games = find_games("train", "shipped")
+    samples = walkthrough_samples(games, DemoArgs(), ByteTokenizer())
+    assert [s["action"] for s in samples] == [a for g in games for a in load_game(g)["walkthrough"]]
+    assert "Admissible actions: [" in ByteTokenizer().decode(samples[0]["context_ids"])
+    cold, warm = (asyncio.run(evaluate(warm_policy(DemoArgs(warm_start_epochs=k), games, 0), games, DemoArgs()))
+                  for k in (0, 8))
+    assert cold == 0 and warm >= 3 / 12, (cold, warm)
+
+
+def test_the_gigpo_arm_trains_every_step_of_its_episodes(tmp_path):
+    summary = run(DemoArgs(**dict(SMALL, arms=("gigpo",))), str(tmp_path))
+    rows = [r for r in rows_of(tmp_path) if r["arm"] == "gigpo"][1:]
+    assert rows and all(r["trained_samples"] == r["step_samples"] > 0 for r in rows)
+    assert set(summary["arms"]) == {"gigpo"}
+
+
+@pytest.mark.parametrize("arm", ["3spo", "3spo_bt_best", "3spo_bt_shallowest", "3spo_bt_sampled", "3spo_continue_sampled", "3spo_independent"])
+def test_every_3spo_rollout_rule_accounts_for_its_env_steps(arm, tmp_path):
+    """Main path, candidates' forks and backtracked continuations (or later episodes) add up to the
+    env steps the budget counted; each candidate is one generated sample of one engine request."""
+    summary = run(DemoArgs(**dict(SMALL, arms=(arm,), env_steps=150)), str(tmp_path))
+    rows = [r for r in rows_of(tmp_path) if r["arm"] == arm]
+    spent = summary["arms"][arm]["env_steps_by_kind"]
+    assert sum(spent.values()) == rows[-1]["env_steps"] > 0
+    assert spent["fork_steps"] > 0
+    assert rows[-1]["generated_samples"] > rows[-1]["engine_requests"] > 0
+    if arm == "3spo_independent":
+        assert summary["arms"][arm]["backtrack_depth_mean"] is None  # nothing backtracks: episodes restart
+        assert spent["continuation_steps"] > 0

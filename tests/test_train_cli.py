@@ -47,7 +47,7 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path_factory):
     assert config["spo3"] == {
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
         "gamma": 0.0, "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
-        "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer",
+        "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer", "backtrack": "recent", "continue_along": "best",
         "max_steps": 50 if env == "alfworld" else 15, "env_workers": 16, "webshop_reward": "success",
     }
     # iterations as in the published scripts: ALFWorld 400, WebShop 150 batches of 16 tasks; constant lr

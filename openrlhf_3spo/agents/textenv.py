@@ -187,7 +187,7 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
             remote_env_maker(settings), StateScores.connect(settings.state_actor, settings.score_shards), self.env_name,
             settings.history_length, omega_k=settings.omega_k, invalid_penalty=settings.invalid_penalty,
             state_key=settings.state_key, g_max=settings.g_max, n_rule=settings.n_rule, write_off=settings.write_off,
-            tried_pairs=settings.tried_pairs,
+            tried_pairs=settings.tried_pairs, backtrack=settings.backtrack, continue_along=settings.continue_along,
         )
 
 

@@ -182,3 +182,52 @@ def trajectory_advantages(returns, group_ids, trajectory_ids, norm="mean_std", e
         raise ValueError("the steps of one trajectory must share its return and group id")
     per_trajectory = group_advantages(returns[first], group_ids[first], norm, eps)
     return per_trajectory[trajectory]
+
+
+def _step_rows(name, values, *ids):
+    """values and ids as 1-D arrays of one length (one row per step sample), or a ValueError."""
+    values = _as_array(name, values)
+    ids = [np.asarray(i) for i in ids]
+    if values.ndim != 1 or any(i.ndim != 1 or len(i) != len(values) for i in ids):
+        raise ValueError(f"mismatched lengths: {name}{values.shape} and the ids {[i.shape for i in ids]} must be 1-D and equal")
+    return values, ids
+
+
+def discounted_returns(rewards, trajectory_ids, gamma=0.95):
+    """GiGPO eq. 5: R_t = sum_{k >= t} gamma^(k - t) r_k, over the rest of each step's trajectory.
+
+    rewards, trajectory_ids: (steps,), the steps of each trajectory in the order taken (trajectories
+    may interleave). -> (steps,)
+    """
+    rewards, (trajectory_ids,) = _step_rows("rewards", rewards, trajectory_ids)
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)) or not 0 <= gamma <= 1:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    returns = np.zeros(len(rewards))
+    following = {}  # trajectory id -> the return after the step being filled in
+    for i in range(len(rewards) - 1, -1, -1):
+        returns[i] = rewards[i] + gamma * following.get(trajectory_ids[i], 0.0)
+        following[trajectory_ids[i]] = returns[i]
+    return returns
+
+
+def gigpo_advantages(rewards, group_ids, trajectory_ids, state_keys, gamma=0.95, step_advantage_w=1.0, norm="mean", eps=1e-6):
+    """GiGPO (eq. 8): A = A_episode + w * A_step, over the step samples of a batch of tasks.
+
+    A_episode (eq. 3): each trajectory's return (the sum of its rewards) normalised over its task's
+    trajectories, given to each of its steps. A_step (eqs. 5-7): each step's discounted return,
+    normalised within its anchor-state group: the steps taken from the same state key by any of the
+    task's trajectories (a state revisited within one trajectory adds one member per visit).
+    `norm`: "mean" (GiGPO's mean_norm, the default) or "mean_std" (mean_std_norm), for both terms.
+    Groups of one get 0, for either term.
+
+    rewards, group_ids, trajectory_ids, state_keys: (steps,), each trajectory's steps in order. -> (steps,)
+    """
+    rewards, (group_ids, trajectory_ids, state_keys) = _step_rows("rewards", rewards, group_ids, trajectory_ids, state_keys)
+    if len(rewards) == 0:
+        return np.zeros(0)
+    _, trajectory = np.unique(trajectory_ids, return_inverse=True)
+    episode_return = np.bincount(trajectory, weights=rewards)[trajectory]
+    episode = trajectory_advantages(episode_return, group_ids, trajectory_ids, norm, eps)
+    anchors = np.array([f"{g}\x00{k}" for g, k in zip(group_ids, state_keys)])  # anchor states are per task
+    step = group_advantages(discounted_returns(rewards, trajectory_ids, gamma), anchors, norm, eps)
+    return episode + step_advantage_w * step

@@ -22,18 +22,26 @@ from tqdm import tqdm
 
 from openrlhf_3spo.algo import group_advantages
 from openrlhf_3spo.demo.policy import LinearPolicy
-from openrlhf_3spo.envs.alfworld import ALFWorldEnv, find_games
+from openrlhf_3spo.envs.alfworld import ALFWorldEnv, find_games, load_game
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.io import atomic_write, atomic_write_jsonl, atomic_write_text
 from openrlhf_3spo.settings import Settings
 
-# executor options per arm (None: trajectory-level GRPO); the benchmark runs them all
+# executor options per arm (None: the GRPO executor's B independent episodes per task, with
+# trajectory-level group_norm or GiGPO's advantages); the benchmark runs them all
 ARMS = {
     "3spo": {},
     "grpo": None,
+    "gigpo": None,
     "3spo_obs": {"state_key": "obs"},
     "3spo_fixed_n": {"n_rule": "fixed"},
     "3spo_paper": {"write_off": "paper", "tried_pairs": "filter"},
+    # where a finished trajectory backtracks to, and which candidate a path continues along
+    "3spo_bt_best": {"backtrack": "best"},
+    "3spo_bt_shallowest": {"backtrack": "shallowest"},
+    "3spo_bt_sampled": {"backtrack": "sampled"},
+    "3spo_continue_sampled": {"continue_along": "sampled"},
+    "3spo_independent": {"backtrack": "none"},  # B independent episodes with step groups: post-step GRPO
 }
 
 
@@ -62,17 +70,20 @@ class DemoArgs:
     lr: float = _setting(0.05, "policy learning rate (Adam)")
     features: int = _setting(4096, "policy weights (hashed features)")
     eval_every: int = _setting(3, "iterations between greedy evaluations")
+    warm_start_epochs: int = _setting(0, "behaviour-cloning epochs on the games' own walkthroughs before RL (0: none)")
+    warm_start_lr: float = _setting(0.05, "learning rate of the behaviour cloning (Adam)")
     max_length: int = _setting(32768, "context limit in prompt bytes: never binding for ALFWorld prompts")
 
     def check(self):
         for name in ("env_steps", "max_steps", "batch_tasks", "trajectories", "eval_every", "features", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.games < 0:
-            raise ValueError(f"--games must be >= 0, got {self.games}")
+        for name in ("games", "warm_start_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.g_max < 2:
             raise ValueError(f"--g-max must be >= 2, got {self.g_max}")
-        for name in ("lr", "temperature"):  # a NaN would surface minutes later, inside sampling
+        for name in ("lr", "warm_start_lr", "temperature"):  # a NaN would surface minutes later, inside sampling
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be a finite number > 0, got {getattr(self, name)}")
         if self.history_length < 0:
@@ -129,10 +140,24 @@ class CountedEnv(LocalEnv):
         return CountedEnv(self.env.fork(), self.budget)
 
 
+class CountedEngine:
+    """The policy behind the engine interface, counting engine requests and generated samples."""
+
+    def __init__(self, policy, budget):
+        self.policy, self.budget = policy, budget
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        self.budget.requests += 1
+        self.budget.samples += sampling_params.n
+        return await self.policy.generate(prompt_token_ids, sampling_params, multi_modal_data)
+
+
 @dataclass
 class Budget:
     steps: int = 0
     forks: int = 0
+    requests: int = 0  # engine requests (one serves n samples)
+    samples: int = 0  # generated samples: each candidate is one generation
     keys: set = dataclasses.field(default_factory=set)
 
 
@@ -142,20 +167,26 @@ def _sampling_params(temperature):
     return SamplingParams(temperature=temperature, max_tokens=128)
 
 
-def _executor(arm, args, make_env, scores):
+def _executor(arm, args, make_env, scores, seed):
     if ARMS[arm] is None:
         from openrlhf_3spo.rollout.grpo import GRPOExecutor
 
         return GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
     from openrlhf_3spo.rollout.executor import SPO3Executor
 
-    return SPO3Executor(make_env, scores, "alfworld", history_length=args.history_length, g_max=args.g_max, **ARMS[arm])
+    return SPO3Executor(make_env, scores, "alfworld", history_length=args.history_length, g_max=args.g_max, seed=seed, **ARMS[arm])
 
 
 def _advantages(arm, samples):
     if not samples:
         return np.zeros(0)
     rewards, groups = [s["reward"] for s in samples], [s["group_id"] for s in samples]
+    if arm == "gigpo":
+        from openrlhf_3spo.algo import gigpo_advantages
+
+        columns = ("env_reward", "trajectory_id", "state_key")
+        step_rewards, trajectories, keys = ([s[c] for s in samples] for c in columns)
+        return gigpo_advantages(step_rewards, groups, trajectories, keys)
     if ARMS[arm] is None:
         from openrlhf_3spo.algo import trajectory_advantages
 
@@ -180,23 +211,61 @@ async def evaluate(policy, games, args):
     return wins / len(games)
 
 
+def walkthrough_samples(games, args, tokenizer):
+    """(context ids, expert action) for every step of every game's walkthrough (`walkthrough` in its
+    game.tw-pddl, as the official games have), with the prompts the executors render."""
+    from openrlhf_3spo.rollout.step import step_context
+
+    samples = []
+    for game in games:
+        walkthrough = load_game(game).get("walkthrough")
+        if not walkthrough:
+            raise ValueError(f"ALFWorld game {game}: no walkthrough, which --warm-start-epochs needs")
+        env = ALFWorldEnv(game, max_steps=max(args.max_steps, len(walkthrough)))
+        observation, history = env.reset(), []
+        for action in walkthrough:
+            context = step_context(tokenizer, "alfworld", env.task, history, observation, args.history_length, args.max_length)
+            samples.append({"context_ids": context, "action": action})
+            history.append((observation.text, action))
+            observation = env.step(action)
+        env.close()
+        if not observation.won:
+            raise ValueError(f"ALFWorld game {game}: its walkthrough does not win it")
+    return samples
+
+
+def warm_policy(args, games, seed):
+    """The policy both arms start from: zero weights, then `warm_start_epochs` behaviour-cloning
+    steps on the walkthroughs (one Adam step per epoch, advantage 1 on every expert action)."""
+    policy = LinearPolicy(args.features, args.warm_start_lr, seed)
+    if args.warm_start_epochs:
+        samples = walkthrough_samples(games, args, policy.tokenizer)
+        for _ in range(args.warm_start_epochs):
+            policy.update(samples, np.ones(len(samples)))
+    # RL: its own learning rate, Adam started afresh
+    policy.lr, policy.m, policy.v, policy.t = args.lr, np.zeros(args.features), np.zeros(args.features), 0
+    return policy
+
+
 async def train_arm(arm, args, games, seed):
     """Trains one arm from the initial policy until its env-step budget is spent; -> metric rows."""
     from openrlhf_3spo.state.actor import LocalStateScores
 
-    policy = LinearPolicy(args.features, args.lr, seed)
+    policy = warm_policy(args, games, seed)
     budget = Budget()
 
     async def make_env(game_file):
         return CountedEnv(ALFWorldEnv(game_file, max_steps=args.max_steps), budget)
 
     scores = LocalStateScores(alpha=args.alpha, g_max=args.g_max) if ARMS[arm] is not None else None
-    executor = _executor(arm, args, make_env, scores)
+    executor = _executor(arm, args, make_env, scores, seed)
+    engine = CountedEngine(policy, budget)
     params = _sampling_params(args.temperature)
     order_rng = np.random.default_rng(seed)  # the same game order for every arm
     queue, rows = [], []
     idle, start = 0, time.perf_counter()
-    row = {"arm": arm, "seed": seed, "iteration": 0, "env_steps": 0, "forks": 0, "unique_states": 0, "trained_samples": 0}
+    row = {"arm": arm, "seed": seed, "iteration": 0, "env_steps": 0, "forks": 0, "engine_requests": 0, "generated_samples": 0,
+           "unique_states": 0, "trained_samples": 0}
     row.update(eval_success=await evaluate(policy, games, args), seconds=0.0)
     rows.append(row)
     bar = tqdm(total=args.env_steps, desc=f"{arm} seed {seed}", unit="step")
@@ -212,7 +281,7 @@ async def train_arm(arm, args, games, seed):
             label = {"label": game, "trajectories": args.trajectories}
             if scores is not None:
                 label["version"] = scores.current_version()
-            outs.append(await executor.execute(game, label, params, args.max_length, policy.tokenizer, policy))
+            outs.append(await executor.execute(game, label, params, args.max_length, policy.tokenizer, engine))
         samples = [s for o in outs for s in o["step_samples"] if s["trained"]]
         policy.update(samples, _advantages(arm, samples))
         trajectories = [t for o in outs for t in o["trajectories"]]
@@ -223,6 +292,8 @@ async def train_arm(arm, args, games, seed):
             "iteration": iteration,
             "env_steps": budget.steps,
             "forks": budget.forks,
+            "engine_requests": budget.requests,
+            "generated_samples": budget.samples,
             "unique_states": len(budget.keys),
             "trained_samples": len(samples),
             "step_samples": sum(len(o["step_samples"]) for o in outs),
@@ -232,10 +303,14 @@ async def train_arm(arm, args, games, seed):
             scores.record([t["keys"] for t in trajectories], [t["won"] for t in trajectories])
             scores.advance()
             stats = scores.stats()
+            spent = {k: sum(o["rollout_stats"][k] for o in outs) for k in ("main_steps", "fork_steps", "continuation_steps")}
+            depths = [d for o in outs for d in o["rollout_stats"]["backtrack_depths"]]
             row.update(
                 table_size=stats["unique_states"],
                 truncated_trajectories=truncated,
                 n_histogram=_n_histogram(outs, args.g_max),
+                **spent,
+                backtrack_depth_mean=float(np.mean(depths)) if depths else None,
             )
         # a batch of written-off tasks spends nothing: stop once a whole pass over the games did
         idle = idle + 1 if budget.steps == steps_before else 0
@@ -260,21 +335,31 @@ def _n_histogram(outs, g_max):
     return np.bincount(list(n_of.values()), minlength=g_max + 1).tolist()
 
 
+OUTPUTS = ("metrics.jsonl", "summary.json", "curves.png")
+
+
 def run(args: DemoArgs, out_dir):
-    """Trains every arm for every seed; writes metrics.jsonl, summary.json and curves.png."""
+    """Trains every arm for every seed; writes metrics.jsonl, summary.json and curves.png. They are
+    made in `out_dir/.incoming/` (partial metrics after each arm, which a crash leaves readable there)
+    and moved into `out_dir` together at the end: a new run never replaces the last one's results
+    before it has its own."""
     args.check()
-    atomic_write_jsonl(os.path.join(out_dir, "metrics.jsonl"), [])  # a bad out_dir fails now, not after training
+    incoming = os.path.join(out_dir, ".incoming")
+    atomic_write_jsonl(os.path.join(incoming, "metrics.jsonl"), [])  # a bad out_dir fails now, not after training
     games = find_games(args.split, args.data)
     games = games[: args.games] if args.games else games
     rows = []
     for seed in args.seeds:
         for arm in args.arms:
             rows += asyncio.run(train_arm(arm, args, games, seed))
-            atomic_write_jsonl(os.path.join(out_dir, "metrics.jsonl"), rows)  # partial results survive a crash
+            atomic_write_jsonl(os.path.join(incoming, "metrics.jsonl"), rows)
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()}
     summary = {"settings": settings, "games": len(games), "arms": summarize(rows, args.arms)}
-    atomic_write_text(os.path.join(out_dir, "summary.json"), json.dumps(summary, indent=2))
-    plot_curves(rows, args.arms, os.path.join(out_dir, "curves.png"), f"ALFWorld ({len(games)} {args.split} games)")
+    atomic_write_text(os.path.join(incoming, "summary.json"), json.dumps(summary, indent=2))
+    plot_curves(rows, args.arms, os.path.join(incoming, "curves.png"), f"ALFWorld ({len(games)} {args.split} games)")
+    for name in OUTPUTS:
+        os.replace(os.path.join(incoming, name), os.path.join(out_dir, name))
+    os.rmdir(incoming)
     return summary
 
 
@@ -314,6 +399,8 @@ def summarize(rows, arms):
                     "seed": seed,
                     "env_steps": last["env_steps"],
                     "forks": last["forks"],
+                    "generated_samples": last["generated_samples"],
+                    "engine_requests": last["engine_requests"],
                     "final_eval_success": float(success[-1]),
                     "best_eval_success": float(success.max()),
                     "unique_states": last["unique_states"],
@@ -326,12 +413,16 @@ def summarize(rows, arms):
                 }
             )
         out[arm] = {"seeds": per_seed}
-        for key in ("final_eval_success", "unique_states", "trained_samples_per_env_step", "env_steps"):
+        for key in ("final_eval_success", "unique_states", "trained_samples_per_env_step", "env_steps", "generated_samples"):
             values = [s[key] for s in per_seed]
             out[arm][key] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
         histograms = [r["n_histogram"] for r in rows if r["arm"] == arm and "n_histogram" in r]
         if histograms:
             out[arm]["n_histogram"] = np.sum(histograms, axis=0).tolist()
+            kinds = ("main_steps", "fork_steps", "continuation_steps")  # where the env steps went, all seeds
+            out[arm]["env_steps_by_kind"] = {k: int(sum(r.get(k, 0) for r in rows if r["arm"] == arm)) for k in kinds}
+            depths = [r["backtrack_depth_mean"] for r in rows if r["arm"] == arm and r.get("backtrack_depth_mean") is not None]
+            out[arm]["backtrack_depth_mean"] = float(np.mean(depths)) if depths else None
     return out
 
 

@@ -5,8 +5,11 @@ decision point s_t it reads S(s_t) and n = ceil(G_max S(s_t)) from the state-sco
 n = 0 truncates the trajectory, n = 1 takes one action (not trained), n >= 2 asks the engine once
 for n samples of the same context, runs each distinct action in its own fork of the env, scores it
 with the step reward (eq. 2), and makes the n samples one group. The path goes on along the
-best-ranked candidate; the others wait on a stack, and when a trajectory ends the executor
-backtracks to the most recent decision point with candidates left (ranked backtracking DFS).
+best-ranked candidate (or a sampled one, continue_along="sampled"); the others wait on a stack, and
+when a trajectory ends the executor backtracks to a pending branch: the most recent (ranked
+backtracking DFS, backtrack="recent"), the best-ranked over the whole stack, the shallowest, or a
+sampled one; backtrack="none" runs B independent episodes from the start state instead, each with
+its step groups. `rollout_stats` says where the env steps went.
 
 Rules that decide how this behaves over many batches (each with the paper's literal rule behind a
 setting, for ablations):
@@ -24,6 +27,7 @@ An invalid action keeps the state key under every key mode, so it never earns no
 
 import asyncio
 import dataclasses
+import random
 import uuid
 from dataclasses import dataclass, field
 
@@ -33,7 +37,9 @@ from openrlhf.utils.agent import AgentExecutorBase
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
-from openrlhf_3spo.settings import N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings
+from openrlhf_3spo.settings import (
+    BACKTRACK_RULES, CONTINUE_RULES, N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings,
+)
 
 
 @dataclass
@@ -68,12 +74,13 @@ class Path:
     observation: object
     history: list = field(default_factory=list)  # (observation text, action) pairs
     keys: list = field(default_factory=list)
+    rank: tuple = ()  # a pending branch's rank at its decision point (lower is better)
 
-    def advance(self, env, action, observation, from_here=False):
+    def advance(self, env, action, observation, from_here=False, rank=()):
         """The path one step on; `from_here`: it records only from this state on (a branch)."""
         history = self.history + [(self.observation.text, action or "(invalid action)")]
         keys = [self.observation.state_key] if from_here else self.keys
-        return Path(env, observation, history, keys + [observation.state_key])
+        return Path(env, observation, history, keys + [observation.state_key], rank)
 
 
 class SPO3Executor(AgentExecutorBase):
@@ -86,10 +93,12 @@ class SPO3Executor(AgentExecutorBase):
         self, make_env, scores, env_name, history_length=Settings.history_length, omega_k=Settings.omega_k,
         invalid_penalty=Settings.invalid_penalty, state_key=Settings.state_key, g_max=Settings.g_max,
         n_rule=Settings.n_rule, write_off=Settings.write_off, tried_pairs=Settings.tried_pairs,
+        backtrack=Settings.backtrack, continue_along=Settings.continue_along, seed=None,
     ):
         for name, value, allowed in (
             ("state_key", state_key, STATE_KEYS), ("n_rule", n_rule, N_RULES),
             ("write_off", write_off, WRITE_OFF_RULES), ("tried_pairs", tried_pairs, TRIED_PAIR_RULES),
+            ("backtrack", backtrack, BACKTRACK_RULES), ("continue_along", continue_along, CONTINUE_RULES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -97,6 +106,8 @@ class SPO3Executor(AgentExecutorBase):
         self.history_length, self.omega_k, self.invalid_penalty = history_length, omega_k, invalid_penalty
         self.g_max = int(adaptive_n(1.0, g_max))  # validates g_max
         self.state_key, self.n_rule, self.write_off, self.tried_pairs = state_key, n_rule, write_off, tried_pairs
+        self.backtrack, self.continue_along = backtrack, continue_along
+        self.rng = random.Random(seed)  # the sampled rules' draws
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: the dataset label, or {"label": ..., "trajectories": B, "version": v} from the
@@ -110,15 +121,24 @@ class SPO3Executor(AgentExecutorBase):
         rollout.start_key = first.state_key
         start = await self.scores.lookup_async([first.state_key], version)
         stack, finished = [], []
+        independent = self.backtrack == "none"
+        start_env = await env.fork() if independent and budget > 1 else None  # each episode forks it
         path = Path(env, first, keys=[first.state_key])
         while True:
-            ended = await rollout.follow(path, stack, budget - len(finished) - 1)
+            rollout.path_index = len(finished)
+            ended = await rollout.follow(path, stack, 0 if independent else budget - len(finished) - 1)
             finished.append(ended)
-            if len(finished) >= budget or not stack:
+            if len(finished) >= budget or not (stack or independent):
                 break
-            path = stack.pop()
+            if independent:
+                path = Path(await start_env.fork(), first, keys=[first.state_key])
+            else:
+                path = stack.pop(self._pick(stack))
+                rollout.stats["backtrack_depths"].append(len(path.history) - 1)  # depth of its decision point
         for branch in stack:
             branch.env.close()
+        if start_env is not None:
+            start_env.close()
         return {
             "prompt": prompt,
             "label": label,
@@ -128,8 +148,30 @@ class SPO3Executor(AgentExecutorBase):
             ],
             "truncated_trajectories": sum(cut for _, cut in finished),
             "written_off": bool(start["score"][0] == 0),  # the paper's rule would truncate this task at its start
+            "rollout_stats": rollout.stats,
             "task": task,
         }
+
+    def _pick(self, stack):
+        """The index of the pending branch to backtrack to (--spo3.backtrack)."""
+        if self.backtrack == "recent":
+            return len(stack) - 1
+        if self.backtrack == "sampled":
+            return self.rng.randrange(len(stack))
+        if self.backtrack == "best":  # the lowest rank; of equals, the most recent
+            return min(range(len(stack)), key=lambda i: (stack[i].rank, -i))
+        return min(range(len(stack)), key=lambda i: (len(stack[i].history), -i))  # shallowest
+
+    def _drop(self, stack):
+        """The index of the pending branch the rule would take last: dropped when the stack holds more
+        branches than trajectories are left."""
+        if self.backtrack == "recent":
+            return 0
+        if self.backtrack == "sampled":
+            return self.rng.randrange(len(stack))
+        if self.backtrack == "best":
+            return max(range(len(stack)), key=lambda i: (stack[i].rank, -i))
+        return max(range(len(stack)), key=lambda i: (len(stack[i].history), -i))
 
 
 class _TaskRollout:
@@ -139,7 +181,10 @@ class _TaskRollout:
         self.x, self.task, self.task_id, self.version = executor, task, task_id, version
         self.sampling_params, self.max_length, self.tokenizer, self.engine = sampling_params, max_length, tokenizer, engine
         self.uid, self.groups, self.samples = uuid.uuid4().hex[:12], 0, []
-        self.start_key = None
+        self.start_key, self.path_index = None, 0  # path_index: trajectories finished before this one
+        # env steps: along the first trajectory, in candidates' forks (their first step), along
+        # backtracked continuations or later episodes; and each backtrack's decision-point depth
+        self.stats = {"main_steps": 0, "fork_steps": 0, "continuation_steps": 0, "backtrack_depths": []}
 
     async def follow(self, path, stack, branches_wanted):
         """Runs a path to its end; pushes the other ranked candidates of each decision point on
@@ -174,15 +219,20 @@ class _TaskRollout:
             if trained:
                 await scores.mark_tried_async([(key, a) for a in choices if a])
             dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(observations)]
-            ranked = self._rank(rewards, [tried[actions.index(a)] for a in choices], dead)
-            best = ranked[0]
-            for j in reversed(ranked[1:]):  # worst first: the next-best ends on top of the stack
+            was_tried = [tried[actions.index(a)] for a in choices]
+            ranked = self._rank(rewards, was_tried, dead)
+            # the path goes on along the best-ranked candidate, or along the action of a sampled member
+            best = ranked[0] if x.continue_along == "best" else choices.index(actions[x.rng.choice(members)])
+            self.stats["continuation_steps" if self.path_index else "main_steps"] += 1
+            self.stats["fork_steps"] += len(choices) - 1
+            for j in reversed([j for j in ranked if j != best]):  # worst first: the next-best ends on top of the stack
                 if (x.write_off == "branch" and dead[j]) or (x.tried_pairs == "steer" and not choices[j]):
                     envs[j].close()  # it would end at once, or repeat this state
                 else:
-                    stack.append(path.advance(envs[j], choices[j], observations[j], from_here=x.write_off == "branch"))
+                    rank = (x.tried_pairs == "steer" and was_tried[j], -float(rewards[j]))
+                    stack.append(path.advance(envs[j], choices[j], observations[j], x.write_off == "branch", rank))
             while len(stack) > max(branches_wanted, 0):
-                stack.pop(0).env.close()
+                stack.pop(x._drop(stack)).env.close()
             group_id = f"{self.uid}/{self.groups}"
             self.groups += 1
             for i in members:
