@@ -14,7 +14,7 @@ from openrlhf_3spo.demo.alfworld_demo import DemoArgs, run
 from openrlhf_3spo.envs.alfworld import SHIPPED_DATA
 
 DEMO_DIR = pathlib.Path(__file__).parents[1] / "openrlhf_3spo" / "demo"
-SMALL = dict(games=2, env_steps=300, max_steps=8, batch_tasks=2, trajectories=4, g_max=4, eval_every=2)
+SMALL = dict(arms=("3spo", "grpo"), games=2, env_steps=300, max_steps=8, batch_tasks=2, trajectories=4, g_max=4, eval_every=2)
 
 
 def rows_of(out):

@@ -58,8 +58,8 @@ class DemoArgs:
     split: str = _setting("train", "train, valid_seen or valid_unseen")
     games: int = _setting(0, "the first N games of the split (0: all)")
     seeds: tuple = _setting((0,), "comma-separated seeds: one run of each arm per seed")
-    arms: tuple = _setting(("3spo", "grpo"), f"comma-separated arms, of {', '.join(ARMS)}")
-    env_steps: int = _setting(6000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
+    arms: tuple = _setting(("3spo", "grpo", "gigpo"), f"comma-separated arms, of {', '.join(ARMS)}")
+    env_steps: int = _setting(20000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
     max_steps: int = _setting(30, "episode length")
     batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
     trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
@@ -70,7 +70,7 @@ class DemoArgs:
     lr: float = _setting(0.05, "policy learning rate (Adam)")
     features: int = _setting(4096, "policy weights (hashed features)")
     eval_every: int = _setting(3, "iterations between greedy evaluations")
-    warm_start_epochs: int = _setting(0, "behaviour-cloning epochs on the games' own walkthroughs before RL (0: none)")
+    warm_start_epochs: int = _setting(8, "behaviour-cloning epochs on the games' own walkthroughs before RL (0: none)")
     warm_start_lr: float = _setting(0.05, "learning rate of the behaviour cloning (Adam)")
     max_length: int = _setting(32768, "context limit in prompt bytes: never binding for ALFWorld prompts")
 
@@ -194,21 +194,34 @@ def _advantages(arm, samples):
     return group_advantages(rewards, groups)
 
 
-async def evaluate(policy, games, args):
-    """Greedy success rate: one episode per game at temperature 0, through the eval episode every
-    step mode uses (`GRPOExecutor.evaluate`: the same prompts and parsing as training), on envs
-    outside the budget."""
+async def evaluate(policy, games, args, temperature=0.0, episodes=1, seed=0):
+    """Success rate over `episodes` episodes per game, through the eval episode every step mode uses
+    (`GRPOExecutor.evaluate`: the same prompts and parsing as training), on envs outside the budget.
+    Greedy by default; sampled episodes draw from their own generator, not the training's."""
+    import copy
+
     from openrlhf_3spo.rollout.grpo import GRPOExecutor
 
     async def make_env(game_file):
         return LocalEnv(ALFWorldEnv(game_file, max_steps=args.max_steps))
 
     executor = GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
-    params, wins = _sampling_params(0.0), 0
+    sampler = copy.copy(policy)  # the same weights
+    sampler.rng = np.random.default_rng(seed)
+    params, wins = _sampling_params(temperature), 0
     for game in games:
-        out = await executor.evaluate(game, game, params, args.max_length, policy.tokenizer, policy)
-        wins += out["reward"]  # task success, 1 or 0
-    return wins / len(games)
+        for _ in range(episodes):
+            out = await executor.evaluate(game, game, params, args.max_length, sampler.tokenizer, sampler)
+            wins += out["reward"]  # task success, 1 or 0
+    return wins / (len(games) * episodes)
+
+
+async def _evaluations(policy, games, args):
+    """Greedy success, and sampled success at the training temperature (4 episodes per game)."""
+    return {
+        "eval_success": await evaluate(policy, games, args),
+        "eval_sampled_success": await evaluate(policy, games, args, args.temperature, episodes=4),
+    }
 
 
 def walkthrough_samples(games, args, tokenizer):
@@ -266,7 +279,7 @@ async def train_arm(arm, args, games, seed):
     idle, start = 0, time.perf_counter()
     row = {"arm": arm, "seed": seed, "iteration": 0, "env_steps": 0, "forks": 0, "engine_requests": 0, "generated_samples": 0,
            "unique_states": 0, "trained_samples": 0}
-    row.update(eval_success=await evaluate(policy, games, args), seconds=0.0)
+    row.update(**await _evaluations(policy, games, args), seconds=0.0)
     rows.append(row)
     bar = tqdm(total=args.env_steps, desc=f"{arm} seed {seed}", unit="step")
     iteration = 0
@@ -317,8 +330,8 @@ async def train_arm(arm, args, games, seed):
         stalled = idle >= math.ceil(len(games) / args.batch_tasks)
         done = budget.steps >= args.env_steps or stalled
         if iteration % args.eval_every == 0 or done:
-            row["eval_success"] = await evaluate(policy, games, args)
-            bar.set_postfix(eval=f"{row['eval_success']:.2f}", states=len(budget.keys))
+            row.update(await _evaluations(policy, games, args))
+            bar.set_postfix(greedy=f"{row['eval_success']:.2f}", sampled=f"{row['eval_sampled_success']:.2f}", states=len(budget.keys))
         row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(row)
         bar.update(min(budget.steps, args.env_steps) - bar.n)
@@ -402,7 +415,10 @@ def summarize(rows, arms):
                     "generated_samples": last["generated_samples"],
                     "engine_requests": last["engine_requests"],
                     "final_eval_success": float(success[-1]),
+                    "start_eval_success": float(success[0]),
                     "best_eval_success": float(success.max()),
+                    "final_eval_sampled_success": float(curve(rows, arm, seed, "eval_sampled_success")[1][-1]),
+                    "start_eval_sampled_success": float(curve(rows, arm, seed, "eval_sampled_success")[1][0]),
                     "unique_states": last["unique_states"],
                     "trained_samples": sum(r["trained_samples"] for r in mine),
                     "trained_samples_per_env_step": sum(r["trained_samples"] for r in mine) / max(last["env_steps"], 1),
@@ -413,7 +429,8 @@ def summarize(rows, arms):
                 }
             )
         out[arm] = {"seeds": per_seed}
-        for key in ("final_eval_success", "unique_states", "trained_samples_per_env_step", "env_steps", "generated_samples"):
+        for key in ("start_eval_success", "final_eval_success", "start_eval_sampled_success", "final_eval_sampled_success",
+                    "unique_states", "trained_samples_per_env_step", "env_steps", "generated_samples"):
             values = [s[key] for s in per_seed]
             out[arm][key] = {"mean": float(np.mean(values)), "min": float(np.min(values)), "max": float(np.max(values))}
         histograms = [r["n_histogram"] for r in rows if r["arm"] == arm and "n_histogram" in r]
@@ -435,23 +452,29 @@ def mean_band(rows, arm, metric, grid):
 
 
 def plot_curves(rows, arms, path, title):
-    """Two panels, success rate and unique states against env steps: mean over seeds, min-max band."""
+    """Three panels against env steps, greedy success, sampled success and distinct states: mean over
+    seeds, min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (
+        ("eval_success", "greedy success rate (one episode per game)"),
+        ("eval_sampled_success", "sampled success rate (4 episodes per game)"),
+        ("unique_states", "distinct env states visited"),
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
     for arm in arms:
         grid = np.linspace(0, max(r["env_steps"] for r in rows if r["arm"] == arm), 200)
-        for ax, metric in zip(axes, ("eval_success", "unique_states")):
+        for ax, (metric, _) in zip(axes, panels):
             mean, low, high = mean_band(rows, arm, metric, grid)
             (line,) = ax.plot(grid, mean, label=arm, drawstyle="steps-post")
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, step="post")
-    axes[0].set_ylabel("greedy success rate (one episode per game)")
-    axes[0].set_ylim(-0.02, 1.02)
-    axes[1].set_ylabel("distinct env states visited")
-    for ax in axes:
+    for ax, (metric, label) in zip(axes, panels):
+        ax.set_ylabel(label)
+        if metric != "unique_states":
+            ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("env steps (forks' steps included)")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
@@ -459,4 +482,3 @@ def plot_curves(rows, arms, path, title):
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
-
