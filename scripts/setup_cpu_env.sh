@@ -11,7 +11,7 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt "$LOCK" ] && [ "$STAMP" -nt scripts/setup_c
 fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-"$PY" -m venv "$VENV"
+"$PY" -m venv --clear "$VENV"  # a rebuild starts empty: the environment is the lock, nothing left over
 # (this machine's pip config lists local indexes that pip reports as missing, once per package: drop that noise)
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 export DS_BUILD_OPS=0  # deepspeed builds from source: no CUDA ops

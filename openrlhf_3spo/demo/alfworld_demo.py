@@ -59,7 +59,7 @@ class DemoArgs:
     games: int = _setting(0, "the first N games of the split (0: all)")
     seeds: tuple = _setting((0,), "comma-separated seeds: one run of each arm per seed")
     arms: tuple = _setting(("3spo", "grpo", "gigpo"), f"comma-separated arms, of {', '.join(ARMS)}")
-    env_steps: int = _setting(20000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
+    env_steps: int = _setting(15000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
     max_steps: int = _setting(30, "episode length")
     batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
     trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
