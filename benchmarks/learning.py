@@ -1,12 +1,14 @@
 """Learning at equal env-step budgets: the shipped 3SPO executor, its ablations and GRPO, on ALFWorld.
 
-    python benchmarks/learning.py --out runs/learning   # 5 arms x 5 seeds, about 40 min on 2 cores
+    python benchmarks/learning.py --out runs/learning   # every arm x 5 seeds
 
 Every arm trains the demo's CPU policy (`openrlhf_3spo/demo/policy.py`) with the demo's loop and
-settings (`DemoArgs`, every field a flag): same start, same games in the same order, same prompts,
-same env-step budget; only the method differs. Arms: `3spo`; `grpo` (trajectory-level group_norm);
-`3spo_obs` (state key: the observation text); `3spo_fixed_n` (n = G_max everywhere); `3spo_paper`
-(the paper's literal write-off and tried-pair rules). Writes the demo's files (metrics.jsonl,
+settings (`DemoArgs`, every field a flag, the warm start included): same start, same games in the
+same order, same prompts, same env-step budget; only the method differs. Arms: every entry of the
+demo's `ARMS`: `3spo`; `grpo` (trajectory-level group_norm); `gigpo`; `3spo_obs` (state key: the
+observation text); `3spo_fixed_n` (n = G_max everywhere); `3spo_paper` (the paper's literal
+write-off and tried-pair rules); the rollout rules `3spo_bt_*`, `3spo_continue_sampled` and
+`3spo_independent`. Writes the demo's files (metrics.jsonl,
 summary.json, curves.png: mean over seeds with a min-max band) and results.json to --out, and ends
 with one JSON line of results.
 """
