@@ -82,7 +82,7 @@ def test_cli_reads_games_in_the_official_layout(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["games"] == 2 and summary["settings"]["split"] == "valid_unseen" and summary["settings"]["seeds"] == [3]
     assert {r["seed"] for r in rows_of(out)} == {3}
-    assert json.loads(result.stdout.splitlines()[-1]).keys() == {"3spo", "grpo"}
+    assert json.loads(result.stdout.splitlines()[-1]).keys() == {"3spo", "grpo", "gigpo"}  # the default arms
 
 
 @pytest.mark.parametrize(
