@@ -2,6 +2,8 @@
 
     python benchmarks/learning.py --out runs/learning   # every arm x 5 seeds
 
+Every comparison is made at two budgets: equal env steps (forks' steps count), and equal generated
+samples (each candidate is one generation; the paper's "comparable resources" is closer to this).
 Every arm trains the demo's CPU policy (`openrlhf_3spo/demo/policy.py`) with the demo's loop and
 settings (`DemoArgs`, every field a flag, the warm start included): same start, same games in the
 same order, same prompts, same env-step budget; only the method differs. Arms: every entry of the
@@ -36,36 +38,47 @@ def spread(values):
             "min": round(float(np.min(values)), 4), "max": round(float(np.max(values)), 4), "seeds": len(values)}
 
 
+def budgets(rows, args):
+    """The budget of each accounting: the env-step budget, and the fewest generated samples any arm
+    and seed spent by its end (so that every run has reached it)."""
+    runs = [[r for r in rows if r["arm"] == arm and r["seed"] == seed] for arm in args.arms for seed in args.seeds]
+    return {"env_steps": args.env_steps, "generated_samples": min(run[-1]["generated_samples"] for run in runs)}
+
+
 def compare(rows, args):
-    """Per arm and seed, at the budget (an arm that stalled keeps its last values): greedy success
-    (the last evaluation at or before it); env steps to reach GRPO's final success, over GRPO's;
-    unique states (interpolated between iterations), and over GRPO's; trainable samples per env
-    step; and the n histogram."""
-    budget, results = args.env_steps, {}
+    """Per arm and seed, at the budget of each accounting (an arm that stalled keeps its last values):
+    greedy and sampled success (the last evaluation at or before it); the budget spent to reach
+    GRPO's final success, over GRPO's; distinct states (interpolated between iterations), and over
+    GRPO's. Then, at the env-step budget: engine requests, trainable samples per env step, the n histogram."""
+    results = {arm: {} for arm in args.arms}
+    for accounting, budget in budgets(rows, args).items():
+        for arm in args.arms:
+            per_seed = {"success": [], "sampled_success": [], "to_grpo_final_ratio": [], "unique_states": [],
+                        "unique_states_ratio": []}
+            for seed in args.seeds:
+                spent, success = curve(rows, arm, seed, "eval_success", accounting)
+                per_seed["success"].append(value_at(spent, success, budget))
+                per_seed["sampled_success"].append(value_at(*curve(rows, arm, seed, "eval_sampled_success", accounting), budget))
+                states = float(np.interp(budget, *curve(rows, arm, seed, "unique_states", accounting)))  # counted every iteration
+                per_seed["unique_states"].append(states)
+                if "grpo" in args.arms:
+                    g_spent, g_success = curve(rows, "grpo", seed, "eval_success", accounting)
+                    target = value_at(g_spent, g_success, budget)
+                    mine, theirs = steps_to_reach(spent, success, target), steps_to_reach(g_spent, g_success, target)
+                    # GRPO's final success 0 is reached at 0 by everyone: no ratio
+                    ratio = mine / theirs if target > 0 and mine is not None and theirs else None
+                    per_seed["to_grpo_final_ratio"].append(ratio)
+                    grpo_states = float(np.interp(budget, *curve(rows, "grpo", seed, "unique_states", accounting)))
+                    per_seed["unique_states_ratio"].append(states / grpo_states)
+            results[arm][accounting] = {"budget": budget, **{k: spread(v) for k, v in per_seed.items()},
+                                        "success_per_seed": per_seed["success"]}
     for arm in args.arms:
-        per_seed = {"success": [], "steps_to_grpo_final_ratio": [], "unique_states": [], "unique_states_ratio": [],
-                    "trained_per_env_step": []}
-        for seed in args.seeds:
-            steps, success = curve(rows, arm, seed, "eval_success")
-            per_seed["success"].append(value_at(steps, success, budget))
-            states = float(np.interp(budget, *curve(rows, arm, seed, "unique_states")))  # counted every iteration
-            per_seed["unique_states"].append(states)
-            trained = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
-            per_seed["trained_per_env_step"].append(sum(r["trained_samples"] for r in trained) / max(trained[-1]["env_steps"], 1))
-            if "grpo" in args.arms:
-                g_steps, g_success = curve(rows, "grpo", seed, "eval_success")
-                target = value_at(g_steps, g_success, budget)
-                mine, theirs = steps_to_reach(steps, success, target), steps_to_reach(g_steps, g_success, target)
-                # GRPO's final success 0 is reached at step 0 by everyone: no ratio
-                ratio = mine / theirs if target > 0 and mine is not None and theirs else None
-                per_seed["steps_to_grpo_final_ratio"].append(ratio)
-                per_seed["unique_states_ratio"].append(states / float(np.interp(budget, *curve(rows, "grpo", seed, "unique_states"))))
-        histograms = [r["n_histogram"] for r in rows if r["arm"] == arm and "n_histogram" in r]
-        results[arm] = {k: spread(v) for k, v in per_seed.items()}
-        results[arm]["success_per_seed"] = per_seed["success"]
-        results[arm]["stalled_seeds"] = sum(
-            bool([r for r in rows if r["arm"] == arm and r["seed"] == s][-1].get("stalled")) for s in args.seeds
-        )
+        runs = [[r for r in rows if r["arm"] == arm and r["seed"] == seed] for seed in args.seeds]
+        results[arm]["engine_requests"] = spread([run[-1]["engine_requests"] for run in runs])
+        results[arm]["trained_per_env_step"] = spread(
+            [sum(r["trained_samples"] for r in run) / max(run[-1]["env_steps"], 1) for run in runs])
+        results[arm]["stalled_seeds"] = sum(bool(run[-1].get("stalled")) for run in runs)
+        histograms = [r["n_histogram"] for run in runs for r in run if "n_histogram" in r]
         if histograms:
             total = np.sum(histograms, axis=0)
             results[arm]["n_histogram"] = {str(n): int(c) for n, c in enumerate(total) if c}

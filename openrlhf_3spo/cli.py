@@ -149,12 +149,13 @@ def _version():
 
 
 def build_parser():
+    from openrlhf_3spo.agents import MODES
     from openrlhf_3spo.demo.alfworld_demo import add_flags
 
     parser = _Parser(prog="openrlhf-3spo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train", help="OpenRLHF PPO training (train_ppo_ray flags) with --advantage_estimator 3spo")
+    commands.add_parser("train", help="OpenRLHF PPO training (train_ppo_ray flags) with --advantage_estimator 3spo or gigpo")
     demo = commands.add_parser("demo", help="the CPU run: the 3SPO executor against GRPO on ALFWorld games, small CPU policy")
     add_flags(demo)
     demo.add_argument("--out", default="runs/demo", help="output folder (metrics.jsonl, curves.png, summary.json)")
@@ -180,7 +181,7 @@ def build_parser():
 
     agent = commands.add_parser("agent-file", help="print the installed path of an agent-function file")
     agent.add_argument("env", choices=["alfworld", "webshop"])
-    agent.add_argument("mode", choices=["3spo", "grpo", "multiturn"])
+    agent.add_argument("mode", choices=MODES)
     agent.set_defaults(func=_agent_file)
 
     tiny = commands.add_parser("tiny-model", help="write a tiny random Llama (SmolLM2 tokenizer) for `train --cpu`")

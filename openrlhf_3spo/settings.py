@@ -46,7 +46,9 @@ class Settings:
         CONTINUE_RULES)
     state_key: str = _setting("env", "state key: env (the env's state), task_obs or obs (observation text)", STATE_KEYS)
     adv_norm: str = _setting("mean_std", "step-group advantage: (R - mean) / std, or R - mean", ADVANTAGE_NORMS)
-    gamma: float = _setting(0.0, "discount of later step rewards along the path (only 0, pure step rewards)", low=0, high=0)
+    gigpo_gamma: float = _setting(0.95, "GiGPO: discount of the step return (GiGPO eq. 5)", low=0, high=1)
+    gigpo_step_weight: float = _setting(1.0, "GiGPO: weight of the anchor-state step advantage (GiGPO eq. 8)", low=0)
+    gigpo_norm: str = _setting("mean", "GiGPO: mean (mean_norm) or mean_std (mean_std_norm), for both terms", ADVANTAGE_NORMS)
     history_length: int = _setting(2, "past (observation, action) pairs in each step's prompt (every agent mode)", low=0)
     max_steps: int = _setting(0, "steps per episode (0: the env's own limit: ALFWorld 50, WebShop 15)", low=0)
     env_workers: int = _setting(4, "env worker processes per vLLM rollout actor", low=1, high=256)
@@ -72,8 +74,7 @@ class Settings:
             elif meta["low"] is not None and (value < meta["low"] or (meta["low_open"] and value == meta["low"])):
                 found.append(f"{flag} must be {'>' if meta['low_open'] else '>='} {meta['low']}, got {value}")
             elif meta["high"] is not None and value > meta["high"]:
-                bound = f"<= {meta['high']}" if meta["high"] != meta["low"] else f"{meta['high']} (the only value supported)"
-                found.append(f"{flag} must be {bound}, got {value}")
+                found.append(f"{flag} must be <= {meta['high']}, got {value}")
         return found
 
     def checked(self):

@@ -8,7 +8,10 @@ import torch
 from openrlhf.trainer.ppo_utils.experience import Experience
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY, SPO3ExperienceMaker
+from openrlhf_3spo.agents import agent_file
+from openrlhf_3spo.openrlhf.experience_maker import (
+    ENV_REWARD_KEY, GROUP_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY, SPO3ExperienceMaker,
+)
 
 EPS = 1e-6
 
@@ -30,7 +33,9 @@ def _args(estimator, n_samples=2, adv_norm="mean_std"):
         rollout=SimpleNamespace(n_samples_per_prompt=n_samples, max_new_tokens=8),
         reward=SimpleNamespace(clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None),
         data=SimpleNamespace(max_len=64),
-        spo3=SimpleNamespace(adv_norm=adv_norm, state_actor="unit-test", score_shards=1),
+        train=SimpleNamespace(agent_func_path=None),
+        spo3=SimpleNamespace(adv_norm=adv_norm, state_actor="unit-test", score_shards=1,
+                             gigpo_gamma=0.95, gigpo_step_weight=1.0, gigpo_norm="mean"),
     )
 
 
@@ -93,6 +98,31 @@ def test_step_grpo_gives_each_step_its_trajectorys_group_norm_advantage(local_ta
     assert local_table.current_version() == 0  # no state table under GRPO
 
 
+def _gigpo_step(env_reward, group, trajectory, state, step):
+    experience = _experience([0.0], [group], [[1, 0]], [[0.0, 0.0]], [step])
+    experience.info.update({ENV_REWARD_KEY: torch.tensor([env_reward]), TRAJECTORY_KEY: torch.tensor([trajectory]),
+                            STATE_KEY: torch.tensor([state]), STEP_KEY: torch.tensor([step])})
+    return experience
+
+
+def test_gigpo_advantages_by_hand_in_any_batch_order(local_table):
+    """Task 0, B = 2. Trajectory 7 takes s10 -> s11 -> s10 and wins at its third step (env rewards
+    0, 0, 1); trajectory 8 takes s10, s12 and loses (0, 0). Episode: returns 1 and 0, mean 0.5 ->
+    +0.5 and -0.5 (mean_norm). Step returns (gamma 0.95): trajectory 7: 0.9025, 0.95, 1; 8: 0, 0.
+    Anchor s10 holds 7's first and third steps and 8's first: 0.9025, 1, 0, mean 0.6341667 ->
+    +0.2683333, +0.3658333, -0.6341667; s11 and s12 are groups of one -> 0."""
+    steps = [_gigpo_step(0.0, 0, 7, 10, 0), _gigpo_step(0.0, 0, 7, 11, 1), _gigpo_step(1.0, 0, 7, 10, 2),
+             _gigpo_step(0.0, 0, 8, 10, 0), _gigpo_step(0.0, 0, 8, 12, 1)]
+    expected = [0.5 + 0.2683333, 0.5, 0.5 + 0.3658333, -0.5 - 0.6341667, -0.5]
+    order = [4, 2, 0, 3, 1]  # the batch need not hold a trajectory's steps in order
+    batch = [steps[i] for i in order]
+    _maker(SPO3ExperienceMaker, _args("gigpo"), kl_coef=0.0).compute_advantages_and_returns(batch)
+    got = torch.cat([e.advantages[:, 0] for e in batch])
+    torch.testing.assert_close(got, torch.tensor([expected[i] for i in order]), atol=1e-6, rtol=0)
+    assert all(STATE_KEY not in e.info and STEP_KEY not in e.info for e in batch)  # ids are not logged as metrics
+    assert local_table.current_version() == 0  # no state table under GiGPO
+
+
 @pytest.mark.parametrize("estimator", ["group_norm", "reinforce_baseline", "rloo", "reinforce"])
 def test_other_estimators_are_bit_identical_to_openrlhf(estimator, local_table):
     torch.manual_seed(0)
@@ -122,6 +152,7 @@ def test_3spo_metrics_reach_openrlhfs_status_dict(local_table):
     local_table.advance()
     trainer = Trainer.__new__(Trainer)
     trainer.args = _args("3spo")
+    trainer.args.train.agent_func_path = agent_file("alfworld", "3spo")
     trainer.samples_generator = SimpleNamespace(pop_stats=lambda: {"spo3/trained_step_fraction": 0.75})
     status, step = trainer.train_step([], 4)
     assert step == 5 and status["policy_loss"] == 0.5 and status["spo3/trained_step_fraction"] == 0.75

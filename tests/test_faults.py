@@ -56,7 +56,8 @@ SETTINGS = [
     ("env_workers-zero", {"env_workers": 0}, "--spo3.env_workers must be >= 1"),
     ("state_key-unknown", {"state_key": "pixels"}, "--spo3.state_key must be one of"),
     ("state_key-number", {"state_key": 3}, "--spo3.state_key must be a string"),
-    ("gamma-nonzero", {"gamma": 0.5}, "--spo3.gamma must be 0 (the only value supported)"),
+    ("gigpo_gamma-above-one", {"gigpo_gamma": 1.5}, "--spo3.gigpo_gamma must be <= 1"),
+    ("gigpo_step_weight-negative", {"gigpo_step_weight": -1.0}, "--spo3.gigpo_step_weight must be >= 0"),
 ]
 
 

@@ -31,7 +31,8 @@ def test_every_setting_becomes_one_flag_with_its_default_and_choices():
         ({"history_length": -1}, "--spo3.history_length must be >= 0, got -1"),
         ({"max_steps": -1}, "--spo3.max_steps must be >= 0, got -1"),
         ({"invalid_penalty": -0.1}, "--spo3.invalid_penalty must be >= 0, got -0.1"),
-        ({"gamma": 0.9}, "--spo3.gamma must be 0 (the only value supported), got 0.9"),
+        ({"gigpo_gamma": 1.5}, "--spo3.gigpo_gamma must be <= 1, got 1.5"),
+        ({"gigpo_norm": "mean_norm"}, "--spo3.gigpo_norm must be one of mean_std, mean, got 'mean_norm'"),
         ({"write_off": "never"}, "--spo3.write_off must be one of branch, paper, got 'never'"),
     ],
 )

@@ -39,14 +39,12 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path_factory):
     assert result.returncode == 0, result.stderr[-2000:]
     config = _config(result.stdout)
     estimator = config["algo"]["advantage"]["estimator"]
-    assert estimator == ("3spo" if "_3spo_" in recipe else "group_norm")
-    env = os.path.basename(recipe).split("_")[0]
-    assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(
-        f"{env}_3spo.py" if estimator == "3spo" else f"{env}_grpo.py"
-    )
+    env, mode = os.path.basename(recipe).split("_")[:2]
+    assert estimator == {"3spo": "3spo", "grpo": "group_norm", "gigpo": "gigpo"}[mode]
+    assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(f"{env}_{mode}.py")
     assert config["spo3"] == {
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
-        "gamma": 0.0, "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
+        "gigpo_gamma": 0.95, "gigpo_step_weight": 1.0, "gigpo_norm": "mean", "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
         "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer", "backtrack": "recent", "continue_along": "best",
         "max_steps": 50 if env == "alfworld" else 15, "env_workers": 16, "webshop_reward": "success",
     }
@@ -80,6 +78,11 @@ def test_alias_and_flags_resolve():
          "alfworld_3spo.py trains with --advantage_estimator 3spo, not group_norm"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
          "alfworld_grpo.py trains with --advantage_estimator group_norm, not 3spo"),
+        (["--advantage_estimator", "gigpo"], "--advantage_estimator gigpo needs --train.agent_func_path naming a gigpo agent"),
+        (["--advantage_estimator", "gigpo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
+         "alfworld_grpo.py trains with --advantage_estimator group_norm, not gigpo"),
+        (["--advantage_estimator", "gigpo", "--train.agent_func_path", agent_file("webshop", "gigpo"), "--spo3.gigpo_norm", "std"],
+         "argument --spo3.gigpo_norm: invalid choice"),
         (["--advantage_estimator", "ppo2"], "argument --algo.advantage.estimator: invalid choice"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", "/no/such/agent.py"], "--train.agent_func_path /no/such/agent.py: no such file"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--data.prompt_dataset", "missing/train.jsonl"],
@@ -260,7 +263,7 @@ def test_an_error_stays_one_line_whatever_an_import_writes_to_stderr(tmp_path):
     failed = run()
     assert failed.returncode != 0
     assert failed.stderr.strip().splitlines() == [
-        "openrlhf-3spo: error: --advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
+        "openrlhf-3spo: error: --advantage_estimator 3spo needs --train.agent_func_path naming a 3spo agent function "
         "(its path: openrlhf-3spo agent-file alfworld 3spo)"], failed.stderr[-2000:]
     # the stand-in was imported: once a run validates, what it wrote is shown
     validated = run("--train.agent_func_path", AGENT_3SPO)

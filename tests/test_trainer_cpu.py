@@ -90,7 +90,7 @@ def _replaced_symbols(out):
 
 def _recipe(name, workspace, out, *extra):
     root, model, data = workspace
-    mode = "3spo" if "_3spo_" in name else "grpo"
+    mode = name.split("_")[1]
     agent = os.path.join(AGENTS, f"alfworld_{mode}_scripted.py")
     command = ["bash", os.path.join(RECIPES, name), "--cpu", "--actor.model_name_or_path", model,
                "--train.agent_func_path", agent, *SCALE, *extra]
@@ -180,6 +180,19 @@ def test_grpo_recipe_trains_two_steps_through_the_real_trainer(workspace):
     output, steps, evals, weights = _recipe("alfworld_grpo_1.5b.sh", workspace, out)
     assert sorted(steps) == [1, 2] and sorted(evals) == [1, 2]
     assert steps[1]["actor_grad_norm"] > 0  # trajectories with more `look` steps return more
+    assert not os.path.exists(os.path.join(out, "ckpt", "spo3_state"))
+    _check_weights_reach_vllm(out, workspace, weights)
+
+
+def test_gigpo_recipe_trains_two_steps_through_the_real_trainer(workspace):
+    out = str(workspace[0] / "alfworld_gigpo")
+    output, steps, evals, weights = _recipe("alfworld_gigpo_1.5b.sh", workspace, out)
+    assert sorted(steps) == [1, 2] and sorted(evals) == [1, 2]
+    assert steps[1]["actor_grad_norm"] > 0
+    # the anchor-group size histogram: fractions of the batch's steps, summing to 1
+    histogram = {k: v for k, v in steps[1].items() if k.startswith("spo3/steps_in_anchor_group_")}
+    assert histogram and abs(sum(histogram.values()) - 1) < 1e-6, histogram
+    assert histogram.get("spo3/steps_in_anchor_group_1", 0) < 1  # every task's B trajectories share its start state
     assert not os.path.exists(os.path.join(out, "ckpt", "spo3_state"))
     _check_weights_reach_vllm(out, workspace, weights)
 

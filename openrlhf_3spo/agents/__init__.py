@@ -2,10 +2,11 @@
 
     alfworld_3spo.py        ALFWorld with the 3SPO executor (--advantage_estimator 3spo)
     alfworld_grpo.py        ALFWorld, step-wise GRPO: the baseline (--advantage_estimator group_norm)
+    alfworld_gigpo.py       ALFWorld, GiGPO over the GRPO mode's episodes (--advantage_estimator gigpo)
     alfworld_multiturn.py   ALFWorld in OpenRLHF's own growing-context multi-turn mode
-    webshop_3spo.py, webshop_grpo.py, webshop_multiturn.py: the same for WebShop
+    webshop_3spo.py, webshop_grpo.py, webshop_gigpo.py, webshop_multiturn.py: the same for WebShop
 
-The 3SPO and GRPO modes yield one training sample per step (their executor class names the estimator
+The 3SPO, GRPO and GiGPO modes yield one training sample per step (their executor class names the estimator
 it trains with in `advantage_estimator`); the multi-turn mode yields one per episode.
 """
 
@@ -14,11 +15,11 @@ import importlib.util
 import os
 
 AGENTS_DIR = os.path.dirname(os.path.abspath(__file__))
-MODES = ("3spo", "grpo", "multiturn")
+MODES = ("3spo", "grpo", "gigpo", "multiturn")
 
 
 def agent_file(env_name, mode):
-    """Path of the agent-function file for an env ("alfworld") and mode ("3spo", "grpo", "multiturn")."""
+    """Path of the agent-function file for an env ("alfworld") and mode (one of MODES)."""
     path = os.path.join(AGENTS_DIR, f"{env_name}_{mode}.py")
     if not os.path.exists(path):
         raise ValueError(f"no agent function for env {env_name!r} in mode {mode!r} ({path})")
@@ -36,7 +37,7 @@ def agent_executor_class(agent_func_path):
 
 def step_estimator(agent_func_path):
     """The advantage estimator of an agent file whose executor yields step samples ("3spo",
-    "group_norm"), or None."""
+    "group_norm", "gigpo"), or None."""
     if not agent_func_path:
         return None
     return getattr(agent_executor_class(agent_func_path), "advantage_estimator", None)

@@ -186,7 +186,10 @@ def _advantages(arm, samples):
 
         columns = ("env_reward", "trajectory_id", "state_key")
         step_rewards, trajectories, keys = ([s[c] for s in samples] for c in columns)
-        return gigpo_advantages(step_rewards, groups, trajectories, keys)
+        return gigpo_advantages(
+            step_rewards, groups, trajectories, keys, gamma=Settings.gigpo_gamma,
+            step_advantage_w=Settings.gigpo_step_weight, norm=Settings.gigpo_norm,
+        )
     if ARMS[arm] is None:
         from openrlhf_3spo.algo import trajectory_advantages
 
@@ -379,20 +382,23 @@ def run(args: DemoArgs, out_dir):
 # ---- curves and summaries: shared with benchmarks/learning.py -----------------------------------
 
 
-def curve(rows, arm, seed, metric):
-    """(env steps, metric) at the rows of one arm and seed that have it."""
-    points = [(r["env_steps"], r[metric]) for r in rows if r["arm"] == arm and r["seed"] == seed and metric in r]
+ACCOUNTINGS = ("env_steps", "generated_samples")  # the budgets every comparison is made at
+
+
+def curve(rows, arm, seed, metric, budget="env_steps"):
+    """(budget spent, metric) at the rows of one arm and seed that have it; budget: one of ACCOUNTINGS."""
+    points = [(r[budget], r[metric]) for r in rows if r["arm"] == arm and r["seed"] == seed and metric in r]
     return np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=float)
 
 
 def value_at(steps, values, x):
-    """The last value measured at or before x env steps (a step function)."""
+    """The last value measured at or before x spent (a step function)."""
     i = np.searchsorted(steps, x, side="right") - 1
     return float(values[max(i, 0)])
 
 
 def steps_to_reach(steps, values, target):
-    """Env steps at the first measurement reaching `target`, or None."""
+    """The budget spent at the first measurement reaching `target`, or None."""
     hit = np.nonzero(values >= target - 1e-9)[0]
     return int(steps[hit[0]]) if len(hit) else None
 
@@ -443,17 +449,17 @@ def summarize(rows, arms):
     return out
 
 
-def mean_band(rows, arm, metric, grid):
-    """Mean, min and max over seeds of a metric on a grid of env steps (a run that ended holds its
+def mean_band(rows, arm, metric, grid, budget="env_steps"):
+    """Mean, min and max over seeds of a metric on a grid of the budget (a run that ended holds its
     last value)."""
     seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
-    table = np.array([[value_at(*curve(rows, arm, seed, metric), x) for x in grid] for seed in seeds])
+    table = np.array([[value_at(*curve(rows, arm, seed, metric, budget), x) for x in grid] for seed in seeds])
     return table.mean(0), table.min(0), table.max(0)
 
 
 def plot_curves(rows, arms, path, title):
-    """Three panels against env steps, greedy success, sampled success and distinct states: mean over
-    seeds, min-max band."""
+    """Greedy success, sampled success and distinct states, against env steps (top) and against
+    generated samples (bottom): mean over seeds, min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -464,20 +470,22 @@ def plot_curves(rows, arms, path, title):
         ("eval_sampled_success", "sampled success rate (4 episodes per game)"),
         ("unique_states", "distinct env states visited"),
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
-    for arm in arms:
-        grid = np.linspace(0, max(r["env_steps"] for r in rows if r["arm"] == arm), 200)
-        for ax, (metric, _) in zip(axes, panels):
-            mean, low, high = mean_band(rows, arm, metric, grid)
-            (line,) = ax.plot(grid, mean, label=arm, drawstyle="steps-post")
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, step="post")
-    for ax, (metric, label) in zip(axes, panels):
-        ax.set_ylabel(label)
-        if metric != "unique_states":
-            ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("env steps (forks' steps included)")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
+    x_labels = {"env_steps": "env steps (forks' steps included)", "generated_samples": "generated samples (candidates)"}
+    fig, axes = plt.subplots(len(ACCOUNTINGS), len(panels), figsize=(16, 8), squeeze=False)
+    for row, budget in zip(axes, ACCOUNTINGS):
+        for arm in arms:
+            grid = np.linspace(0, max(r[budget] for r in rows if r["arm"] == arm), 200)
+            for ax, (metric, _) in zip(row, panels):
+                mean, low, high = mean_band(rows, arm, metric, grid, budget)
+                (line,) = ax.plot(grid, mean, label=arm, drawstyle="steps-post")
+                ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, step="post")
+        for ax, (metric, label) in zip(row, panels):
+            ax.set_ylabel(label)
+            if metric != "unique_states":
+                ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(x_labels[budget])
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left")
     fig.suptitle(title)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))

@@ -12,6 +12,8 @@ import functools
 import importlib.util
 import os
 
+PLUGIN_ESTIMATORS = ("3spo", "gigpo")  # the --advantage_estimator names the plugin adds to OpenRLHF's
+
 
 @functools.cache
 def openrlhf_has_plugin_hooks():

@@ -42,11 +42,13 @@ def register():
     """OpenRLHF's `openrlhf.plugins` entry point; OpenRLHF calls it once per process."""
     if os.environ.get(cpu_mode.CPU_MODE_VAR) == "1":
         cpu_mode.apply()
+    from openrlhf_3spo.openrlhf import PLUGIN_ESTIMATORS
     from openrlhf_3spo.openrlhf.experience_maker import SPO3ExperienceMaker, step_rewards
     from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
     from openrlhf_3spo.settings import add_flags
 
-    register_advantage_estimator("3spo")(step_rewards)
+    for name in PLUGIN_ESTIMATORS:
+        register_advantage_estimator(name)(step_rewards)
     register_arguments(add_flags, check_args)
     register_trainer_component("samples_generator", SPO3SamplesGenerator)
     register_trainer_component("experience_maker", SPO3ExperienceMaker)

@@ -26,7 +26,7 @@ PATCHED = (
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.save_logs_and_checkpoints", "wrapped: saves the state table"),
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.init_checkpoint_states", "wrapped: restores the state table"),
     ("openrlhf.trainer.ppo_trainer", "BasePPOTrainer.train_step", "wrapped: adds spo3/* metrics"),
-    ("argparse", "ArgumentParser.parse_args", "wrapped in the driver, for OpenRLHF's parser only: --spo3.*, 3spo"),
+    ("argparse", "ArgumentParser.parse_args", "wrapped in the driver, for OpenRLHF's parser only: --spo3.*, 3spo, gigpo"),
     ("openrlhf.utils", "get_strategy", "wrapped in the driver (on both installs): registers the plugin there, "
      "shows what the imports wrote to stderr once the run validated, or stops a --dry-run"),
 )

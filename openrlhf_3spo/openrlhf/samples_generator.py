@@ -12,13 +12,14 @@ version, which the experience maker starts once the batch's advantages are compu
 import copy
 import hashlib
 import math
+from collections import Counter
 
 import torch
 from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
 from openrlhf_3spo.openrlhf.scores import start_state_scores
 from openrlhf_3spo.settings import Settings
 
@@ -28,6 +29,13 @@ STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty
 def group_number(group_id: str) -> int:
     """A 63-bit integer for a group id string, stable across processes."""
     return int.from_bytes(hashlib.blake2b(group_id.encode(), digest_size=8).digest(), "little") >> 1
+
+
+ANCHOR_BINS = ((1, "1"), (2, "2"), (4, "3-4"), (8, "5-8"), (16, "9-16"))  # (largest size, label); then 17+
+
+
+def _size_bin(size):
+    return next((label for high, label in ANCHOR_BINS if size <= high), "17+")
 
 
 def data_parallel_ranks(args):
@@ -62,9 +70,11 @@ def pad_for_equal_work(experiences, args):
         pad.action_mask = torch.zeros_like(pad.action_mask)
         pad.rewards = torch.zeros_like(pad.rewards)
         pad.info = dict(pad.info, reward=torch.zeros(1), **{PAD_KEY: torch.ones(1)})
-        pad.info[GROUP_KEY] = torch.tensor([-1 - i])  # alone in its group: advantage 0
-        if TRAJECTORY_KEY in pad.info:
-            pad.info[TRAJECTORY_KEY] = torch.tensor([-1 - i])
+        for id_key in (GROUP_KEY, TRAJECTORY_KEY, STATE_KEY):  # alone in its groups: advantage 0
+            if id_key in pad.info:
+                pad.info[id_key] = torch.tensor([-1 - i])
+        if "env_reward" in pad.info:
+            pad.info["env_reward"] = torch.zeros(1)
         pads.append(pad)
     return experiences + pads
 
@@ -161,8 +171,10 @@ class SPO3SamplesGenerator(SamplesGenerator):
             experience = super()._process_response_into_experience(single_turn, **generate_kwargs)
             experience.info[GROUP_KEY] = torch.tensor([group_number(step["group_id"])])
             experience.info[PAD_KEY] = torch.zeros(1)  # every sample carries each info key (OpenRLHF concatenates them)
-            if "trajectory_id" in step:
+            if "trajectory_id" in step:  # GRPO and GiGPO modes
                 experience.info[TRAJECTORY_KEY] = torch.tensor([group_number(step["trajectory_id"])])
+                experience.info[STATE_KEY] = torch.tensor([group_number(step["state_key"])])
+                experience.info[STEP_KEY] = torch.tensor([step["step"]])
             experiences.append(experience)
         self._count(response)
         return experiences
@@ -181,6 +193,10 @@ class SPO3SamplesGenerator(SamplesGenerator):
         stats["won_trajectories"] = stats.get("won_trajectories", 0) + sum(t["won"] for t in response["trajectories"])
         for s in steps:
             stats[f"n_{s['n']}"] = stats.get(f"n_{s['n']}", 0) + 1
+        if steps and "trajectory_id" in steps[0]:  # GiGPO's anchor-state groups (the GRPO mode has them too)
+            for size in Counter(s["state_key"] for s in steps).values():
+                label = f"anchor_group_{_size_bin(size)}"
+                stats[label] = stats.get(label, 0) + size
 
     def pop_stats(self):
         """Metrics for OpenRLHF's status dict, over the tasks since the last call."""
@@ -199,4 +215,6 @@ class SPO3SamplesGenerator(SamplesGenerator):
             "spo3/written_off_tasks": stats["written_off_tasks"],
         }
         metrics.update({f"spo3/steps_with_{k}": v / max(stats["steps"], 1) for k, v in stats.items() if k.startswith("n_")})
+        # the fraction of steps whose anchor-state group has this many members (size 1: no step advantage)
+        metrics.update({f"spo3/steps_in_{k}": v / max(stats["steps"], 1) for k, v in stats.items() if k.startswith("anchor_group_")})
         return metrics

@@ -1,9 +1,9 @@
 """`openrlhf-3spo train`: OpenRLHF's own PPO entry point (`python -m openrlhf.cli.train_ppo_ray`),
-which trains with 3SPO.
+which trains with 3SPO (or GiGPO).
 
 OpenRLHF builds its parser and validates arguments in its module's `__main__` block, then calls
 `train(args)`. This runs that block as it is. Where OpenRLHF carries the patch series of patches/,
-OpenRLHF itself loads the plugin, which adds `--spo3.*` and the `3spo` estimator (`plugin.py`). On
+OpenRLHF itself loads the plugin, which adds `--spo3.*` and the `3spo` and `gigpo` estimators (`plugin.py`). On
 OpenRLHF 0.11.2 as released, the parser learns them here, Ray starts with the plugin's worker setup
 hook, and the driver registers the plugin before training (`register.py`). Either way
 `--advantage_estimator` is an alias of `--algo.advantage.estimator`, `--dry-run` stops after
@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from unittest import mock
 
 from openrlhf_3spo.agents import step_estimator
+from openrlhf_3spo.openrlhf import PLUGIN_ESTIMATORS
 from openrlhf_3spo.openrlhf import cpu as cpu_mode
 from openrlhf_3spo.settings import Settings, add_flags
 
@@ -52,13 +53,13 @@ def problems(args, cpu=False):
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
                 f"not {estimator}"]
-    if estimator != "3spo" and agent_estimator is None:  # OpenRLHF's own modes: its own checks
+    if estimator not in PLUGIN_ESTIMATORS and agent_estimator is None:  # OpenRLHF's own modes: its own checks
         return []
     found = [f"{flag} {path}: no such file or folder" for flag, path in _local_paths(args) if not os.path.exists(path)]
     if agent_estimator != estimator:
-        found.append("--advantage_estimator 3spo needs --train.agent_func_path naming a 3SPO agent function "
-                     "(its path: openrlhf-3spo agent-file alfworld 3spo)")
-    # the step modes (3SPO, step-wise GRPO) train on whole batches of tasks, generated in step
+        found.append(f"--advantage_estimator {estimator} needs --train.agent_func_path naming a {estimator} agent "
+                     f"function (its path: openrlhf-3spo agent-file alfworld {estimator})")
+    # the step modes (3SPO, step-wise GRPO, GiGPO) train on whole batches of tasks, generated in step
     checks = [
         (not args.train.async_enable, "the step modes need synchronous rollouts: drop --train.async_enable"),
         (not args.algo.dynamic_filtering_enable, "the step modes do not support --algo.dynamic_filtering_enable"),
@@ -84,8 +85,8 @@ def _one_line_error(message):
 def _extend(parser):
     parser.error = _one_line_error  # not OpenRLHF's whole usage text
     for action in parser._actions:
-        if action.dest == ESTIMATOR_DEST and action.choices and "3spo" not in action.choices:
-            action.choices = list(action.choices) + ["3spo"]
+        if action.dest == ESTIMATOR_DEST and action.choices:
+            action.choices = list(action.choices) + [name for name in PLUGIN_ESTIMATORS if name not in action.choices]
     add_flags(parser)
 
 

@@ -11,6 +11,7 @@ from is loaded, so the model and the table always come from the same step.
 import os
 import shutil
 
+from openrlhf_3spo.agents import step_estimator
 from openrlhf_3spo.openrlhf.scores import state_scores_for
 
 STATE_DIR = "spo3_state"
@@ -29,11 +30,13 @@ def _prune(args):
 
 
 def add_step_metrics(trainer, status):
-    """3SPO's internals, into the status dict that OpenRLHF logs to wandb and tensorboard."""
+    """The step modes' rollout statistics and 3SPO's table, into the status dict that OpenRLHF logs
+    to wandb and tensorboard."""
+    if step_estimator(trainer.args.train.agent_func_path) is not None:  # the step modes' samples generator
+        status.update(trainer.samples_generator.pop_stats())
     scores = state_scores_for(trainer.args)
     if scores is None:
         return
-    status.update(trainer.samples_generator.pop_stats())
     table = scores.stats()
     status.update({f"spo3/{k}": v for k, v in table.items() if isinstance(v, (int, float))})
     status.update({f"spo3/states_with_n_{n}": c for n, c in enumerate(table["n_histogram"])})

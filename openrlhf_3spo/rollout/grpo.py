@@ -6,6 +6,8 @@ start state, each step with its own prompt (task, history window, current observ
 actions) and one sample, under the same token caps as 3SPO. Every step is a training sample whose
 reward is its trajectory's return; the trainer normalises the returns over the task's B
 trajectories (group_norm) and gives each step its trajectory's advantage (`trajectory_advantages`).
+GiGPO trains on the same episodes (`advantage_estimator = "gigpo"` in its agent files): each step
+carries its env reward, the state it was taken from and its index, for the anchor-state groups.
 """
 
 import asyncio
@@ -33,7 +35,8 @@ class TrajectoryStep:
     invalid: bool
     group_id: str  # the task: its B trajectories form one group
     trajectory_id: str
-    state_key: str
+    state_key: str  # the state the step was taken from: GiGPO's anchor
+    step: int  # its index in the trajectory
     n: int = 1
     trained: bool = True
 
@@ -120,6 +123,7 @@ class GRPOExecutor(AgentExecutorBase):
                     context_ids=context, action_ids=list(output.token_ids), logprobs=output_logprobs(output),
                     action=action, cut_off=output.finish_reason == "length", env_reward=float(following.reward),
                     success=bool(following.won), invalid=not following.valid, state_key=observation.state_key,
+                    step=len(steps),
                 )
             )
             history.append((observation.text, action or "(invalid action)"))
