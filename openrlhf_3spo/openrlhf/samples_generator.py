@@ -19,7 +19,7 @@ from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.openrlhf.experience_maker import ENV_REWARD_KEY, GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
 from openrlhf_3spo.openrlhf.scores import start_state_scores
 from openrlhf_3spo.settings import Settings
 
@@ -73,8 +73,8 @@ def pad_for_equal_work(experiences, args):
         for id_key in (GROUP_KEY, TRAJECTORY_KEY, STATE_KEY):  # alone in its groups: advantage 0
             if id_key in pad.info:
                 pad.info[id_key] = torch.tensor([-1 - i])
-        if "env_reward" in pad.info:
-            pad.info["env_reward"] = torch.zeros(1)
+        if ENV_REWARD_KEY in pad.info:
+            pad.info[ENV_REWARD_KEY] = torch.zeros(1)
         pads.append(pad)
     return experiences + pads
 
