@@ -25,8 +25,8 @@ import numpy as np
 from openrlhf_3spo.demo.alfworld_demo import ARMS, DemoArgs, add_flags, args_from, curve, run, steps_to_reach, value_at
 from openrlhf_3spo.io import atomic_write_text
 
-# the demo's settings, on the first 4 shipped train games (the table sees each game every iteration)
-DEFAULTS = DemoArgs(seeds=(0, 1, 2, 3, 4), arms=tuple(ARMS), games=4, env_steps=5000)
+# the demo's regime (its 12 games, warm start and budget), every arm, 5 seeds
+DEFAULTS = DemoArgs(seeds=(0, 1, 2, 3, 4), arms=tuple(ARMS))
 
 
 def spread(values):

@@ -16,6 +16,7 @@ TRIED_PAIR_RULES = ("steer", "filter")
 BACKTRACK_RULES = ("recent", "best", "shallowest", "sampled", "none")
 CONTINUE_RULES = ("best", "sampled")
 WEBSHOP_REWARDS = ("success", "score")
+DECODINGS = ("free", "constrained")
 
 
 def _setting(default, help_text, choices=None, low=None, high=None, low_open=False):
@@ -49,6 +50,9 @@ class Settings:
     gigpo_gamma: float = _setting(0.95, "GiGPO: discount of the step return (GiGPO eq. 5)", low=0, high=1)
     gigpo_step_weight: float = _setting(1.0, "GiGPO: weight of the anchor-state step advantage (GiGPO eq. 8)", low=0)
     gigpo_norm: str = _setting("mean", "GiGPO: mean (mean_norm) or mean_std (mean_std_norm), for both terms", ADVANTAGE_NORMS)
+    decoding: str = _setting(
+        "free", "free: the model writes its answer; constrained: vLLM's structured outputs let it name only an "
+        "admissible action, <action>A</action> (small models that would otherwise never act validly)", DECODINGS)
     history_length: int = _setting(2, "past (observation, action) pairs in each step's prompt (every agent mode)", low=0)
     max_steps: int = _setting(0, "steps per episode (0: the env's own limit: ALFWorld 50, WebShop 15)", low=0)
     env_workers: int = _setting(4, "env worker processes per vLLM rollout actor", low=1, high=256)

@@ -130,7 +130,7 @@ def test_a_new_run_keeps_the_last_results_until_it_has_its_own(small_run, tmp_pa
 
     monkeypatch.setattr(demo, "train_arm", dies_on_grpo)
     with pytest.raises(RuntimeError, match="killed"):
-        run(DemoArgs(**dict(SMALL, env_steps=100)), str(folder))
+        run(DemoArgs(**dict(SMALL, env_steps=100, workers=1)), str(folder))  # in this process: the patch holds
     assert {name: (folder / name).read_bytes() for name in demo.OUTPUTS} == before
     partial = rows_of(folder / ".incoming")
     assert partial and {r["arm"] for r in partial} == {"3spo"} and partial[-1]["env_steps"] >= 100

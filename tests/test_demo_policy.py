@@ -107,3 +107,18 @@ def test_update_raises_the_probability_of_positive_advantage_actions():
 def test_prompt_without_actions_is_an_error():
     with pytest.raises(ValueError, match="no admissible action"):
         LinearPolicy().probs(prompt_ids([]))
+
+
+def test_the_state_action_feature_tells_apart_states_with_the_same_words():
+    """Two observations with the same words in another order share every word feature; only the
+    (task, previous action, observation, action) feature differs, and cloning in one raises the
+    action there more than in the other."""
+    here = prompt_ids(observation="On the countertop 1, you see a apple 1.")
+    there = prompt_ids(observation="You see a apple 1 on the countertop 1.")
+    _, i_here, _, owner_here = prompt_features(LinearPolicy().dim, bytes(here))
+    _, i_there, _, owner_there = prompt_features(LinearPolicy().dim, bytes(there))
+    assert len(set(i_here[owner_here == 2]) ^ set(i_there[owner_there == 2])) == 2  # one feature each
+    policy = LinearPolicy(lr=0.1, seed=0)
+    for _ in range(5):
+        policy.update([{"context_ids": here, "action": ACTIONS[2]}], [1.0])
+    assert policy.probs(here)[1][2] > policy.probs(there)[1][2] > 0.25

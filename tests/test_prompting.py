@@ -4,7 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+import re
+
+from openrlhf_3spo.envs.prompting import SEARCH_TEMPLATE, answer_pattern, parse_action, render_prompt
 
 ADMISSIBLE = ["go to cabinet 1", "go to fridge 1", "look", "take apple 1 from countertop 1"]
 
@@ -71,3 +73,15 @@ def test_prompt_rejects_bad_settings():
         render_prompt("minecraft", "t", [], "o", [])
     with pytest.raises(ValueError, match="history_length"):
         render_prompt("alfworld", "t", [], "o", [], history_length=-1)
+
+
+def test_answer_pattern_matches_exactly_the_admissible_answers():
+    actions = ["go to cabinet 1", "put mug 1 in/on coffeemachine 1", "click[< prev]", "click[b0 (x) 2.5 oz]", SEARCH_TEMPLATE]
+    pattern = re.compile(answer_pattern(actions))
+    for action in actions[:-1]:
+        assert pattern.fullmatch(f"<action>{action}</action>")
+        assert parse_action(f"<action>{action}</action>", actions) == action  # what it lets through parses back
+    assert pattern.fullmatch("<action>search[red shoes size 9]</action>")
+    for answer in ("<action>go to cabinet 2</action>", "<action>go to cabinet 1 </action>", "go to cabinet 1",
+                   "<action>click[b0 x 2.5 oz]</action>", "<action>search[]</action>", "<action>search[a\nb]</action>"):
+        assert not pattern.fullmatch(answer), answer

@@ -16,14 +16,13 @@ from openrlhf_3spo.state.actor import StateScores
 G_MAX = 3
 
 
-@pytest.fixture(scope="module")
-def rollout(tiny_model_dir):
+def _rollout(tiny_model_dir, stop_tokens=True, max_tokens=24, **settings):
     import transformers
     from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
     from vllm import SamplingParams
 
     # the run's settings, as the samples generator puts them in each task's label
-    settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX).to_dict()
+    settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX, **settings).to_dict()
     ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
     scores = StateScores.create("it-state", g_max=G_MAX)  # the handle keeps the actor alive
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -31,7 +30,8 @@ def rollout(tiny_model_dir):
     executor = _load_agent_executor(agent_file("alfworld", "3spo"))
     # a tenth of the vocabulary as stop tokens: the n samples of a request finish at different steps,
     # as a real policy's do (vLLM then streams them out one by one)
-    params = SamplingParams(temperature=1.0, max_tokens=24, logprobs=0, stop_token_ids=list(range(100, 100 + len(tokenizer) // 10)))
+    stop = list(range(100, 100 + len(tokenizer) // 10)) if stop_tokens else None
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=0, stop_token_ids=stop)
 
     async def main():
         engine = VLLMEngine(tiny_model_dir, max_model_len=1024)
@@ -43,6 +43,21 @@ def rollout(tiny_model_dir):
     yield out, requests, tokenizer, row
     del scores
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def rollout(tiny_model_dir):
+    yield from _rollout(tiny_model_dir)
+
+
+def test_constrained_decoding_names_only_admissible_actions(tiny_model_dir):
+    """`--spo3.decoding constrained`: the random tiny model, which on its own never names an
+    admissible action, names one in every sample (no stop tokens here: they would end an answer early)."""
+    for out, requests, tokenizer, _ in _rollout(tiny_model_dir, stop_tokens=False, max_tokens=96, decoding="constrained"):
+        assert requests and out["step_samples"]
+        for s in out["step_samples"]:
+            assert s["action"] and not s["invalid"] and not s["cut_off"], s["action"]
+            assert tokenizer.decode(s["action_ids"], skip_special_tokens=True) == f"<action>{s['action']}</action>"
 
 
 def test_one_request_of_n_samples_per_decision_point(rollout):

@@ -60,7 +60,7 @@ def remote_env_maker(settings):
 
 def grpo_executor(env_name, settings):
     """Step-wise GRPO with the run's settings: the baseline, and every step mode's eval episode."""
-    return GRPOExecutor(remote_env_maker(settings), env_name, settings.history_length)
+    return GRPOExecutor(remote_env_maker(settings), env_name, settings.history_length, settings.decoding)
 
 
 def is_eval(label):
@@ -188,6 +188,7 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
             settings.history_length, omega_k=settings.omega_k, invalid_penalty=settings.invalid_penalty,
             state_key=settings.state_key, g_max=settings.g_max, n_rule=settings.n_rule, write_off=settings.write_off,
             tried_pairs=settings.tried_pairs, backtrack=settings.backtrack, continue_along=settings.continue_along,
+            decoding=settings.decoding,
         )
 
 

@@ -10,9 +10,11 @@ evaluation (one trajectory per game, temperature 0) does not.
 """
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json
 import math
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -59,7 +61,7 @@ class DemoArgs:
     games: int = _setting(0, "the first N games of the split (0: all)")
     seeds: tuple = _setting((0,), "comma-separated seeds: one run of each arm per seed")
     arms: tuple = _setting(("3spo", "grpo", "gigpo"), f"comma-separated arms, of {', '.join(ARMS)}")
-    env_steps: int = _setting(15000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
+    env_steps: int = _setting(20000, "env-step budget per arm and seed; forks' steps count, evaluation's do not")
     max_steps: int = _setting(30, "episode length")
     batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
     trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
@@ -68,14 +70,15 @@ class DemoArgs:
     history_length: int = _setting(Settings.history_length, "past steps in each prompt")
     temperature: float = _setting(1.0, "sampling temperature in training")
     lr: float = _setting(0.05, "policy learning rate (Adam)")
-    features: int = _setting(4096, "policy weights (hashed features)")
+    features: int = _setting(65536, "policy weights (hashed features)")
     eval_every: int = _setting(3, "iterations between greedy evaluations")
-    warm_start_epochs: int = _setting(8, "behaviour-cloning epochs on the games' own walkthroughs before RL (0: none)")
+    warm_start_epochs: int = _setting(6, "behaviour-cloning epochs on the games' own walkthroughs before RL (0: none)")
     warm_start_lr: float = _setting(0.05, "learning rate of the behaviour cloning (Adam)")
+    workers: int = _setting(2, "processes training arms and seeds side by side (each run is single-threaded)")
     max_length: int = _setting(32768, "context limit in prompt bytes: never binding for ALFWorld prompts")
 
     def check(self):
-        for name in ("env_steps", "max_steps", "batch_tasks", "trajectories", "eval_every", "features", "max_length"):
+        for name in ("env_steps", "max_steps", "batch_tasks", "trajectories", "eval_every", "features", "workers", "max_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         for name in ("games", "warm_start_epochs"):
@@ -345,6 +348,24 @@ async def train_arm(arm, args, games, seed):
     return rows
 
 
+def _train(arm, args, games, seed):
+    return asyncio.run(train_arm(arm, args, games, seed))
+
+
+def _train_all(runs, args, games):
+    """Yields ((arm, seed), rows) as each run ends: in this process with one worker, else in
+    `args.workers` processes, spawned (a forked copy of a process with threads can hang)."""
+    if args.workers == 1:
+        for arm, seed in runs:
+            yield (arm, seed), _train(arm, args, games, seed)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(args.workers, len(runs)), mp_context=spawn) as pool:
+        futures = {pool.submit(_train, arm, args, games, seed): (arm, seed) for arm, seed in runs}
+        for future in concurrent.futures.as_completed(futures):
+            yield futures[future], future.result()
+
+
 def _n_histogram(outs, g_max):
     """Decision points by the n they drew (one count per group, not per candidate)."""
     n_of = {s["group_id"]: s["n"] for o in outs for s in o["step_samples"]}
@@ -364,11 +385,12 @@ def run(args: DemoArgs, out_dir):
     atomic_write_jsonl(os.path.join(incoming, "metrics.jsonl"), [])  # a bad out_dir fails now, not after training
     games = find_games(args.split, args.data)
     games = games[: args.games] if args.games else games
-    rows = []
-    for seed in args.seeds:
-        for arm in args.arms:
-            rows += asyncio.run(train_arm(arm, args, games, seed))
-            atomic_write_jsonl(os.path.join(incoming, "metrics.jsonl"), rows)
+    runs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    done = {}
+    for key, arm_rows in _train_all(runs, args, games):
+        done[key] = arm_rows
+        rows = [row for k in runs if k in done for row in done[k]]
+        atomic_write_jsonl(os.path.join(incoming, "metrics.jsonl"), rows)
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(args).items()}
     summary = {"settings": settings, "games": len(games), "arms": summarize(rows, args.arms)}
     atomic_write_text(os.path.join(incoming, "summary.json"), json.dumps(summary, indent=2))

@@ -2,8 +2,10 @@
 
 The policy is a softmax over the admissible actions listed in the step prompt, with a linear score
 over hashed text features: (task word, action word), (current-observation word, action word),
-(previous-action word, action word), the action verb, and whether the action's words occur in the
-task, the observation or the previous action (these last ones carry over between games). It reads
+(previous-action word, action word), the action verb, whether the action's words occur in the
+task, the observation or the previous action (these carry over between games), and one feature
+for the whole (task, previous action, observation, action), which lets the policy tell states
+apart as an LLM can, so that cloning and RL can fit each game's own path. It reads
 everything from the prompt that `envs.prompting.render_prompt` writes, so it sees exactly what an LLM
 would, and answers `<action>ACTION</action>` like one.
 """
@@ -21,7 +23,10 @@ _ACTIONS_HEAD = "\n\nAdmissible actions: ["
 _OBSERVATION_HEAD = "Current observation: "
 _STOP_WORDS = frozenset("a an the to in on of from with you your is are and at it this that".split())
 # feature groups: each group's features are hashed with their own salt and scaled to unit norm
-_TASK, _OBS, _PREV, _VERB, _MATCH = range(5)
+_TASK, _OBS, _PREV, _VERB, _MATCH, _STATE = range(6)
+# the state-action feature's value: small, so that behaviour cloning fits it over several epochs
+# (K epochs of cloning give a start that knows part of the walkthroughs, not all)
+STATE_VALUE = 0.1
 
 
 class ByteTokenizer:
@@ -65,11 +70,11 @@ def _hash(text):
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _action_features(dim, task_words, obs_words, prev_words, action):
+def _action_features(dim, state, task_words, obs_words, prev_words, action):
     """[(index, value)] of phi(s, a) for one action; each pair group is scaled to unit norm."""
     words = _words(action)
     verb, args = (words[0], words[1:]) if words else ("", [])
-    feats = [(_hash(f"{_VERB}|{verb}") % dim, 1.0)]
+    feats = [(_hash(f"{_VERB}|{verb}") % dim, 1.0), (_hash(f"{_STATE}|{state}|{action}") % dim, STATE_VALUE)]
     for group, context in ((_TASK, task_words), (_OBS, obs_words), (_PREV, prev_words)):
         if context and words:
             scale = 1.0 / np.sqrt(len(context) * len(words))
@@ -88,9 +93,10 @@ def prompt_features(dim, prompt):
     values[owner == k] at indices. Cached: a context is featurised for sampling and again for its update."""
     task, observation, previous, actions = parse_prompt(prompt.decode("utf-8", errors="replace"))
     task_words, obs_words, prev_words = _words(task), _words(observation), _words(previous)
+    state = f"{task}|{previous}|{observation}"
     indices, values, owner = [], [], []
     for k, action in enumerate(actions):
-        for index, value in _action_features(dim, task_words, obs_words, prev_words, action):
+        for index, value in _action_features(dim, state, task_words, obs_words, prev_words, action):
             indices.append(index)
             values.append(value)
             owner.append(k)
@@ -100,7 +106,7 @@ def prompt_features(dim, prompt):
 class LinearPolicy:
     """Softmax over the admissible actions, logits = w . phi(s, a), `dim` hashed features, Adam."""
 
-    def __init__(self, dim=4096, lr=0.05, seed=0, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, dim=65536, lr=0.05, seed=0, betas=(0.9, 0.999), eps=1e-8):
         self.dim, self.lr, self.betas, self.eps = dim, lr, betas, eps
         self.w, self.m, self.v, self.t = np.zeros(dim), np.zeros(dim), np.zeros(dim), 0
         self.rng = np.random.default_rng(seed)

@@ -28,6 +28,14 @@ def normalize_action(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()
 
 
+def answer_pattern(admissible_actions: list[str]) -> str:
+    """A regex matched only by an answer `<action>A</action>` that names one admissible action, with
+    any one-line query in place of the search template: what `--spo3.decoding constrained` asks
+    vLLM's structured outputs for."""
+    choices = [r"search\[[^\]\s][^\]\n]*\]" if a == SEARCH_TEMPLATE else re.escape(a) for a in admissible_actions]
+    return "<action>(" + "|".join(choices) + ")</action>"
+
+
 def parse_action(output: str, admissible_actions: list[str]) -> str | None:
     """The admissible action named in the last <action> tag (case and whitespace normalised), or None.
 

@@ -38,7 +38,7 @@ from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
 from openrlhf_3spo.settings import (
-    BACKTRACK_RULES, CONTINUE_RULES, N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings,
+    BACKTRACK_RULES, CONTINUE_RULES, DECODINGS, N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings,
 )
 
 
@@ -93,12 +93,13 @@ class SPO3Executor(AgentExecutorBase):
         self, make_env, scores, env_name, history_length=Settings.history_length, omega_k=Settings.omega_k,
         invalid_penalty=Settings.invalid_penalty, state_key=Settings.state_key, g_max=Settings.g_max,
         n_rule=Settings.n_rule, write_off=Settings.write_off, tried_pairs=Settings.tried_pairs,
-        backtrack=Settings.backtrack, continue_along=Settings.continue_along, seed=None,
+        backtrack=Settings.backtrack, continue_along=Settings.continue_along, decoding=Settings.decoding, seed=None,
     ):
         for name, value, allowed in (
             ("state_key", state_key, STATE_KEYS), ("n_rule", n_rule, N_RULES),
             ("write_off", write_off, WRITE_OFF_RULES), ("tried_pairs", tried_pairs, TRIED_PAIR_RULES),
             ("backtrack", backtrack, BACKTRACK_RULES), ("continue_along", continue_along, CONTINUE_RULES),
+            ("decoding", decoding, DECODINGS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -107,6 +108,7 @@ class SPO3Executor(AgentExecutorBase):
         self.g_max = int(adaptive_n(1.0, g_max))  # validates g_max
         self.state_key, self.n_rule, self.write_off, self.tried_pairs = state_key, n_rule, write_off, tried_pairs
         self.backtrack, self.continue_along = backtrack, continue_along
+        self.constrained = decoding == "constrained"
         self.rng = random.Random(seed)  # the sampled rules' draws
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
@@ -201,7 +203,9 @@ class _TaskRollout:
             if n == 0 or context is None:  # truncation: the state is written off, or the context cannot fit
                 path.env.close()
                 return path, True
-            outputs = await generate(self.engine, context, self.sampling_params, n, self.max_length)
+            outputs = await generate(
+                self.engine, context, self.sampling_params, n, self.max_length, path.observation if x.constrained else None
+            )
             actions = [chosen_action(path.observation, o) for o in outputs]
             # one candidate ranks alone: no actor round trip for it
             tried = await scores.is_tried_async([(key, a) for a in actions]) if n >= 2 else [False]

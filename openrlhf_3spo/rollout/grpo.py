@@ -46,8 +46,9 @@ class GRPOExecutor(AgentExecutorBase):
 
     advantage_estimator = "group_norm"  # its step samples train with trajectory-level group_norm
 
-    def __init__(self, make_env, env_name, history_length=Settings.history_length):
+    def __init__(self, make_env, env_name, history_length=Settings.history_length, decoding=Settings.decoding):
         self.make_env, self.env_name, self.history_length = make_env, env_name, history_length
+        self.constrained = decoding == "constrained"
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: as for SPO3Executor ({"label": ..., "trajectories": B} or a dataset label)."""
@@ -115,7 +116,7 @@ class GRPOExecutor(AgentExecutorBase):
             if context is None:  # the context cannot fit: the episode ends here, as it is
                 cut = True
                 break
-            (output,) = await generate(engine, context, sampling_params, 1, max_length)
+            (output,) = await generate(engine, context, sampling_params, 1, max_length, observation if self.constrained else None)
             action = chosen_action(observation, output)
             following = await env.step(action)
             steps.append(

@@ -3,9 +3,9 @@ n samples from the engine, and the action each sample names."""
 
 import copy
 
-from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
-from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+from openrlhf_3spo.envs.prompting import answer_pattern, parse_action, render_prompt
 
 
 def task_label(label):
@@ -38,10 +38,13 @@ def context_limit(sampling_params, max_length):
     return max_length - (sampling_params.max_tokens or 1)
 
 
-async def generate(engine, context, sampling_params, n, max_length):
-    """n samples of one context in one engine request."""
+async def generate(engine, context, sampling_params, n, max_length, observation=None):
+    """n samples of one context in one engine request; given the observation, each answer is
+    constrained to name one of its admissible actions (`--spo3.decoding constrained`)."""
     params = copy.deepcopy(sampling_params)
     params.n = n
+    if observation is not None:
+        params.structured_outputs = StructuredOutputsParams(regex=answer_pattern(observation.admissible_actions))
     room = max_length - len(context)  # OpenRLHF's max_new_tokens may be None: the context left
     params.max_tokens = min(params.max_tokens or room, room)
     # streamed (the default), vLLM's last output of an n-sample request holds only the samples
