@@ -116,3 +116,16 @@ def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
     steps = out["step_samples"]
     assert len(steps) == 2 * len(walkthrough) and all(s["trained"] and s["reward"] == 10.0 for s in steps)
     assert len({s["trajectory_id"] for s in steps}) == 2 and len({s["group_id"] for s in steps}) == 1
+
+
+def test_a_corridor_label_builds_the_corridor():
+    from openrlhf_3spo.agents.textenv import make_env
+    from openrlhf_3spo.envs.corridor import dataset_rows
+
+    rows = dataset_rows(3, secret="ba")
+    assert len(rows) == 3 and rows[0]["input"] == "reach the end of the corridor (2 cells)"
+    env = make_env(rows[0]["label"], max_steps=4)
+    env.reset()
+    assert env.max_steps == 4 and env.step("press b").text == "A door opens. You are in cell 1 of 2."
+    with pytest.raises(ValueError, match="secret must be"):
+        dataset_rows(1, secret="xyz")

@@ -38,7 +38,11 @@ def make_env(label, max_steps=0, webshop_reward="success"):
         from openrlhf_3spo.envs.webshop import WebShopEnv
 
         return WebShopEnv(int(info["goal"]), root_of_label(info), reward=webshop_reward, **steps)
-    raise ValueError(f"dataset label names no known env ('env': 'alfworld' or 'webshop'): {str(label)[:200]!r}")
+    if env_name == "corridor":
+        from openrlhf_3spo.envs.corridor import CorridorEnv
+
+        return CorridorEnv(info["secret"], **steps)
+    raise ValueError(f"dataset label names no known env ('env': 'alfworld', 'webshop' or 'corridor'): {str(label)[:200]!r}")
 
 
 @functools.cache

@@ -2,8 +2,11 @@
 
 Cell i of `len(secret)`: pressing the button `secret[i]` moves to cell i + 1, "go back" moves to
 cell i - 1, another button leaves the agent where it is; reaching the end wins. Instant and
-exactly predictable, for tests and benchmarks of the rollout executor.
+exactly predictable, for tests and benchmarks of the rollout executor, and a task set on which a
+tiny model learns through OpenRLHF's real trainer in minutes (`dataset_rows`).
 """
+
+import json
 
 from .base import Observation, state_digest
 
@@ -56,3 +59,11 @@ class CorridorEnv:
         clone = CorridorEnv(self.secret, self.task_id, self.max_steps, self.win_reward, self.invalid_penalty)
         clone.task, clone.cell, clone.steps, clone.done = self.task, self.cell, self.steps, self.done
         return clone
+
+
+def dataset_rows(tasks, secret="abc"):
+    """OpenRLHF prompt-dataset rows: `tasks` copies of the corridor with this secret (one lock, so
+    that what is learnt at a cell holds in every task)."""
+    CorridorEnv(secret)  # checks the secret
+    label = json.dumps({"env": "corridor", "secret": secret})
+    return [{"input": f"reach the end of the corridor ({len(secret)} cells)", "label": label}] * tasks

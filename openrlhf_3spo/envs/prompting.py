@@ -16,6 +16,7 @@ _SEARCH = re.compile(r"search\[\s*[^\s\]][^\]]*\]")
 ENV_INTROS = {
     "alfworld": "You are an expert agent acting in the ALFRED embodied household environment.",
     "webshop": "You are an expert agent shopping in the WebShop online store.",
+    "corridor": "You are an agent in a corridor of locked doors.",
 }
 
 _INSTRUCTION = (
