@@ -10,6 +10,8 @@ HISTORY_LENGTH = 2
 _OPEN_TAG = re.compile(r"<action>", re.IGNORECASE)
 _CLOSE_TAG = re.compile(r"</action>", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+# escaped in a literal: re.escape also escapes spaces, which vLLM's grammar engine warns about
+_REGEX_SPECIAL = re.compile(r"[.^$*+?{}\[\]\\|()]")
 SEARCH_TEMPLATE = "search[<your query>]"
 _SEARCH = re.compile(r"search\[\s*[^\s\]][^\]]*\]")
 
@@ -33,7 +35,7 @@ def answer_pattern(admissible_actions: list[str]) -> str:
     """A regex matched only by an answer `<action>A</action>` that names one admissible action, with
     any one-line query in place of the search template: what `--spo3.decoding constrained` asks
     vLLM's structured outputs for."""
-    choices = [r"search\[[^\]\s][^\]\n]*\]" if a == SEARCH_TEMPLATE else re.escape(a) for a in admissible_actions]
+    choices = [r"search\[[^\]\s][^\]\n]*\]" if a == SEARCH_TEMPLATE else _REGEX_SPECIAL.sub(r"\\\g<0>", a) for a in admissible_actions]
     return "<action>(" + "|".join(choices) + ")</action>"
 
 
