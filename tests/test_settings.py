@@ -34,6 +34,7 @@ def test_every_setting_becomes_one_flag_with_its_default_and_choices():
         ({"gigpo_gamma": 1.5}, "--spo3.gigpo_gamma must be <= 1, got 1.5"),
         ({"gigpo_norm": "mean_norm"}, "--spo3.gigpo_norm must be one of mean_std, mean, got 'mean_norm'"),
         ({"write_off": "never"}, "--spo3.write_off must be one of branch, paper, got 'never'"),
+        ({"decoding": "guided"}, "--spo3.decoding must be one of free, constrained, got 'guided'"),
     ],
 )
 def test_out_of_range_values_name_their_flag(values, message):

@@ -46,7 +46,7 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path_factory):
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
         "gigpo_gamma": 0.95, "gigpo_step_weight": 1.0, "gigpo_norm": "mean", "history_length": 2, "invalid_penalty": 0.1, "score_shards": 1, "state_actor": "spo3-state",
         "n_rule": "adaptive", "write_off": "branch", "tried_pairs": "steer", "backtrack": "recent", "continue_along": "best",
-        "max_steps": 50 if env == "alfworld" else 15, "env_workers": 16, "webshop_reward": "success",
+        "max_steps": 50 if env == "alfworld" else 15, "env_workers": 16, "webshop_reward": "success", "decoding": "free",
     }
     # iterations as in the published scripts: ALFWorld 400, WebShop 150 batches of 16 tasks; constant lr
     assert config["train"]["num_episodes"] * config["data"]["max_samples"] // config["rollout"]["batch_size"] == (
