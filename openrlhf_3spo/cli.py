@@ -51,8 +51,12 @@ def _evaluate(args):
     for flag in ("history_length", "max_steps"):  # this command's own flag names in the message
         if getattr(args, flag) < 0:
             raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
-    settings = Settings(history_length=args.history_length, max_steps=args.max_steps).checked()
-    if args.env == "alfworld":
+    settings = Settings(history_length=args.history_length, max_steps=args.max_steps, decoding=args.decoding).checked()
+    if args.dataset:
+        rows = _read_dataset(args.dataset)
+    elif args.split is None:
+        raise ValueError(f"--env {args.env} needs --split or --dataset" if args.env != "corridor" else "--env corridor needs --dataset")
+    elif args.env == "alfworld":
         from openrlhf_3spo.envs.alfworld import dataset_rows
 
         rows = dataset_rows(args.split, args.data)
@@ -81,6 +85,26 @@ def _evaluate(args):
     print(format_table(table))
     if args.out:
         atomic_write_text(args.out, json.dumps({"table": table, "tasks": results}, indent=2))
+
+
+def _read_dataset(path):
+    """The rows of an OpenRLHF prompt dataset (JSONL with "input" and "label"), as `--eval.dataset` takes it."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--dataset {path}: no such file")
+    rows = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    row = None
+                if not isinstance(row, dict) or not {"input", "label"} <= row.keys():
+                    raise ValueError(f"--dataset {path}, line {number}: not a JSON object with \"input\" and \"label\"")
+                rows.append(row)
+    if not rows:
+        raise ValueError(f"--dataset {path}: no rows")
+    return rows
 
 
 PATCHES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "patches")  # the repository's patches/
@@ -150,6 +174,7 @@ def _version():
 
 def build_parser():
     from openrlhf_3spo.agents import MODES
+    from openrlhf_3spo.settings import DECODINGS, Settings
     from openrlhf_3spo.demo.alfworld_demo import add_flags
 
     parser = _Parser(prog="openrlhf-3spo", description=__doc__)
@@ -180,7 +205,7 @@ def build_parser():
     patches.set_defaults(func=_patches)
 
     agent = commands.add_parser("agent-file", help="print the installed path of an agent-function file")
-    agent.add_argument("env", choices=["alfworld", "webshop"])
+    agent.add_argument("env", choices=["alfworld", "webshop", "corridor"])
     agent.add_argument("mode", choices=MODES)
     agent.set_defaults(func=_agent_file)
 
@@ -191,15 +216,17 @@ def build_parser():
 
     evaluate = commands.add_parser("evaluate", help="the papers' eval table for a model (vLLM): one episode per task")
     evaluate.add_argument("--model", required=True, help="model folder (Hugging Face layout) or a GGUF file vLLM can load")
-    evaluate.add_argument("--env", required=True, choices=["alfworld", "webshop"])
+    evaluate.add_argument("--env", required=True, choices=["alfworld", "webshop", "corridor"])
     evaluate.add_argument("--data", default=None, help='data folder (default $ALFWORLD_DATA / $WEBSHOP_DATA), or "shipped"')
-    evaluate.add_argument("--split", required=True, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
+    evaluate.add_argument("--split", default=None, help="alfworld: train, valid_seen, valid_unseen; webshop: train, eval")
+    evaluate.add_argument("--dataset", default=None, help="or the tasks of an OpenRLHF prompt dataset (JSONL), as --eval.dataset")
     evaluate.add_argument("--eval-goals", type=int, default=None, help="webshop: goals [0, N) are eval (default: 500, or a quarter of a small catalog)")
     evaluate.add_argument("--temperature", type=float, default=0.4, help="as the published evaluations")
     evaluate.add_argument("--max-tokens", type=int, default=512, help="longest answer per step")
     evaluate.add_argument("--max-length", type=int, default=4096, help="context length (prompt + answer)")
     evaluate.add_argument("--history-length", type=int, default=2)
     evaluate.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the env's own limit)")
+    evaluate.add_argument("--decoding", default=Settings.decoding, choices=DECODINGS, help="as --spo3.decoding")
     evaluate.add_argument("--out", default=None, help="also write the results as JSON here")
     evaluate.set_defaults(func=_evaluate)
     return parser

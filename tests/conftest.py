@@ -14,6 +14,13 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--flip-advantage-sign", action="store_true",
+        help="test_trainer_learning.py: train with every advantage negated (the test must then fail)",
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """The package's tiny random Llama (`openrlhf-3spo tiny-model`): nothing is downloaded."""

@@ -70,6 +70,39 @@ def test_counts_success_per_task_type_with_a_scripted_engine():
     assert "|   Pick |" in format_table(table)
 
 
+class RecordingEngine:
+    """Names the first admissible action listed; records each request's answer pattern."""
+
+    def __init__(self):
+        self.patterns = []
+
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        structured = sampling_params.structured_outputs
+        self.patterns.append(structured.regex if structured else None)
+        answer = "<action>press a</action>"
+        return SimpleNamespace(outputs=[SimpleNamespace(text=answer, token_ids=list(answer.encode()), finish_reason="stop", logprobs=None)])
+
+
+@pytest.mark.parametrize("decoding", ["free", "constrained"])
+def test_evaluation_decodes_as_the_run_does(decoding):
+    """`--spo3.decoding constrained` holds in evaluation too: every step's request carries the
+    admissible-action pattern, and a free run's carries none."""
+    from openrlhf_3spo.envs.corridor import dataset_rows as corridor_rows
+    from openrlhf_3spo.envs.prompting import answer_pattern
+
+    settings = Settings(decoding=decoding, max_steps=3, env_workers=1)
+    engine = RecordingEngine()
+    results = asyncio.run(
+        evaluate_tasks(corridor_rows(2, secret="ab"), "corridor", remote_env_maker(settings), settings,
+                       SamplingParams(temperature=1.0, max_tokens=16), 4096, ByteTokenizer(), engine)
+    )
+    assert [r["won"] for r in results] == [False, False] and all(r["steps"] == 3 for r in results)
+    start = answer_pattern(["press a", "press b", "press c"])  # cell 0 has no "go back"
+    moved = answer_pattern(["press a", "press b", "press c", "go back"])
+    expected = [start] * 2 + [moved] * 4 if decoding == "constrained" else [None] * 6
+    assert sorted(engine.patterns, key=str) == sorted(expected, key=str)
+
+
 def test_webshop_table_has_score_and_success():
     results = [{"won": True, "score": 1.0}, {"won": False, "score": 0.5}, {"won": False, "score": 0.0}, {"won": False, "score": 0.25}]
     assert summarize("webshop", results) == {"Score": 43.75, "Succ.": 25.0, "tasks": 4}

@@ -361,6 +361,11 @@ def _regular_file(tmp_path):
     return str(tmp_path / "file" / "train.jsonl")
 
 
+def _text_file(tmp_path, text):
+    (tmp_path / "rows.jsonl").write_text(text)
+    return str(tmp_path / "rows.jsonl")
+
+
 CLI = [
     ("out-under-a-file", lambda t: ["make-dataset", "alfworld", "--data", "shipped", "--out", _regular_file(t)], "is a file, not a folder"),
     ("out-under-proc", lambda t: ["make-dataset", "alfworld", "--data", "shipped", "--out", "/proc/x.jsonl"], "cannot write /proc/x.jsonl"),
@@ -387,6 +392,12 @@ CLI = [
      "--model"),
     ("evaluate-history-negative", lambda t: ["evaluate", "--model", str(t), "--env", "alfworld", "--split", "valid_seen",
                                              "--history-length", "-1"], "--history-length must be >= 0"),
+    ("evaluate-no-tasks", lambda t: ["evaluate", "--model", str(t), "--env", "corridor"], "--env corridor needs --dataset"),
+    ("evaluate-no-split", lambda t: ["evaluate", "--model", str(t), "--env", "alfworld"], "--env alfworld needs --split or --dataset"),
+    ("evaluate-dataset-missing", lambda t: ["evaluate", "--model", str(t), "--env", "corridor", "--dataset", str(t / "none.jsonl")],
+     "none.jsonl: no such file"),
+    ("evaluate-dataset-not-rows", lambda t: ["evaluate", "--model", str(t), "--env", "corridor", "--dataset", _text_file(t, "[1, 2]\n")],
+     "line 1: not a JSON object with \"input\" and \"label\""),
     ("make-dataset-task-type-unknown", lambda t: ["make-dataset", "alfworld", "--data", "shipped", "--task-types", "nope",
                                                   "--out", str(t / "a.jsonl")], "unknown ALFWorld task types ['nope']"),
     ("make-dataset-env-unknown", lambda t: ["make-dataset", "minecraft"], "invalid choice"),

@@ -89,6 +89,9 @@ def test_alias_and_flags_resolve():
          "--data.prompt_dataset missing/train.jsonl: no such file or folder"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, "--actor.model_name_or_path", "./no-model"],
          "--actor.model_name_or_path ./no-model: no such file or folder"),
+        (["--advantage_estimator", "group_norm", "--train.agent_func_path", agent_file("alfworld", "multiturn"),
+          "--spo3.decoding", "constrained"], "--spo3.decoding constrained needs a step-mode agent function"),
+        (["--spo3.decoding", "constrained"], "--spo3.decoding constrained needs a step-mode agent function"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         # OpenRLHF's own assert, as one line too
         (["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "1"], "group_norm requires n_samples_per_prompt > 1"),

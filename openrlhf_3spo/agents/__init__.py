@@ -5,6 +5,8 @@
     alfworld_gigpo.py       ALFWorld, GiGPO over the GRPO mode's episodes (--advantage_estimator gigpo)
     alfworld_multiturn.py   ALFWorld in OpenRLHF's own growing-context multi-turn mode
     webshop_3spo.py, webshop_grpo.py, webshop_gigpo.py, webshop_multiturn.py: the same for WebShop
+    corridor_3spo.py, corridor_grpo.py, corridor_gigpo.py: the same for the corridor (a tiny model
+        learns it on CPU in minutes)
 
 The 3SPO, GRPO and GiGPO modes yield one training sample per step (their executor class names the estimator
 it trains with in `advantage_estimator`); the multi-turn mode yields one per episode.

@@ -50,6 +50,9 @@ def problems(args, cpu=False):
     if agent and not os.path.isfile(agent):
         return [f"--train.agent_func_path {agent}: no such file"]
     agent_estimator = step_estimator(agent) if agent else None
+    if args.spo3.decoding == "constrained" and agent_estimator is None:
+        return ["--spo3.decoding constrained needs a step-mode agent function (3spo, grpo or gigpo): "
+                "OpenRLHF's multi-turn executor lets the model write freely"]
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
                 f"not {estimator}"]
