@@ -24,7 +24,7 @@ from openrlhf_3spo.demo.smollm2 import smollm2_model_dir, smollm2_tokenizer  # n
 from openrlhf_3spo.envs.corridor import CorridorEnv  # noqa: E402
 from openrlhf_3spo.envs.pool import LocalEnv  # noqa: E402
 from openrlhf_3spo.rollout.executor import SPO3Executor  # noqa: E402
-from openrlhf_3spo.state.actor import LocalStateScores  # noqa: E402
+from openrlhf_3spo.state.local import LocalStateScores  # noqa: E402
 
 
 class Timed:
@@ -68,7 +68,7 @@ def overhead(args):
 
     tokenizer = smollm2_tokenizer()
     clock = {"engine": 0.0, "env": 0.0}
-    scores = LocalStateScores(g_max=args.g_max)
+    scores = LocalStateScores()
     secrets = ["abcabcabca"[: 4 + i % 6] for i in range(args.tasks)]
 
     async def run_all():
@@ -77,7 +77,7 @@ def overhead(args):
             async def make_env(label, secret=secret):
                 return Timed(LocalEnv(CorridorEnv(secret, task_id=f"c{len(secret)}", max_steps=30)), clock, "env")
 
-            executor = SPO3Executor(make_env, scores, "alfworld", g_max=args.g_max)
+            executor = SPO3Executor(make_env, scores, "alfworld", Settings(g_max=args.g_max))
             engine = Timed(InstantEngine(tokenizer), clock, "engine")
             label = {"label": secret, "trajectories": args.trajectories}
             out = await executor.execute("p", label, SamplingParams(max_tokens=32), 2048, tokenizer, engine)
@@ -112,7 +112,7 @@ def alfworld(args):
     from openrlhf_3spo.demo.engine import VLLMEngine
     from openrlhf_3spo.envs.alfworld import dataset_rows
 
-    settings = Settings(max_steps=args.max_steps)
+    settings = Settings(max_steps=args.max_steps, g_max=args.g_max)
     model_dir = smollm2_model_dir()
     tokenizer = smollm2_tokenizer()
     rows = dataset_rows("train", "shipped")[: args.games]
@@ -123,7 +123,7 @@ def alfworld(args):
         engine = VLLMEngine(model_dir, max_model_len=max_length)
         results = {}
 
-        spo3 = SPO3Executor(remote_env_maker(settings), LocalStateScores(g_max=args.g_max), "alfworld", g_max=args.g_max)
+        spo3 = SPO3Executor(remote_env_maker(settings), LocalStateScores(), "alfworld", settings)
         start = time.perf_counter()
         outs = await asyncio.gather(
             *(spo3.execute(r["input"], {"label": r["label"], "trajectories": args.trajectories}, params, max_length, tokenizer, engine) for r in rows)

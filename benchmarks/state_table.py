@@ -18,7 +18,7 @@ import numpy as np
 import ray
 
 from openrlhf_3spo.algo import StateTable
-from openrlhf_3spo.state.actor import StateScores
+from openrlhf_3spo.state.client import StateScores
 from openrlhf_3spo.state.snapshot import load_snapshot, save_snapshot
 
 

@@ -25,9 +25,10 @@ import time
 from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.envs.corridor import dataset_rows
 from openrlhf_3spo.io import atomic_write_jsonl, atomic_write_text
+from openrlhf_3spo.plugin import STEP_ESTIMATORS
 
-# estimator name -> (agent mode, --advantage_estimator)
-ESTIMATORS = {"3spo": ("3spo", "3spo"), "grpo": ("grpo", "group_norm"), "gigpo": ("gigpo", "gigpo")}
+# agent mode -> (agent mode, --advantage_estimator)
+ESTIMATORS = {mode: (mode, estimator) for estimator, mode in STEP_ESTIMATORS.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -243,7 +243,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         if argv and argv[0] == "train":  # every flag of OpenRLHF's train_ppo_ray, plus --spo3.*
-            from openrlhf_3spo.openrlhf.train import main as train
+            from openrlhf_3spo.plugin.train import main as train
 
             return train(argv[1:])
         args = build_parser().parse_args(argv)

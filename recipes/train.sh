@@ -8,7 +8,7 @@
 # WebShop 1 x 2400). The learning rate is constant, as in the published setup (OpenRLHF's default
 # schedule would depend on n_samples_per_prompt).
 #
-# The recipe files set ENV_NAME (alfworld or webshop), MODEL, GPUS, ESTIMATOR (3spo, group_norm or gigpo)
+# The recipe files set ENV_NAME (alfworld or webshop), MODEL, GPUS, ESTIMATOR (3spo, step_grpo or gigpo)
 # and MODE (3spo, grpo, gigpo, or multiturn: OpenRLHF's growing-context mode, with group_norm). Data, made once (with $ALFWORLD_DATA or $WEBSHOP_DATA set):
 #   openrlhf-3spo make-dataset alfworld --split train --out data/alfworld/train.jsonl
 #   openrlhf-3spo make-dataset alfworld --split valid_unseen --out data/alfworld/eval.jsonl

@@ -31,7 +31,7 @@ pip install --no-deps -e .
 # The --cpu mode's flash_attn stand-in (OpenRLHF imports flash_attn at module level), on this
 # environment's path too: the tests import OpenRLHF directly.
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$(pwd)/openrlhf_3spo/openrlhf/cpu_shims" > "$site/openrlhf_3spo_cpu_shims.pth"
+echo "$(pwd)/openrlhf_3spo/plugin/cpu_shims" > "$site/openrlhf_3spo_cpu_shims.pth"
 # openrlhf's wheel installs its tests as a top-level `tests` package; it must never shadow this
 # project's tests (tests/conftest.py runs them from the kept wheel).
 rm -rf "$site/tests"

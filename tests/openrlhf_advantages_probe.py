@@ -10,10 +10,8 @@ from openrlhf.trainer.ppo_utils.experience import Experience
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from openrlhf.trainer.ppo_utils.kl_controller import FixedKLController
 
-import openrlhf_3spo.openrlhf.scores as scores
-from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, TRAJECTORY_KEY, SPO3ExperienceMaker
-from openrlhf_3spo.state.actor import LocalStateScores
+from openrlhf_3spo.plugin import compat
+from openrlhf_3spo.plugin.advantages import GROUP_KEY, TRAJECTORY_KEY
 
 BUILT_IN = ("gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo", "flash_reinforce")
 PROMPTS, SAMPLES, LENGTH, MICRO = 3, 4, 5, 3
@@ -53,26 +51,22 @@ def _batch(step_ids=None, reward_of=None):
     return experiences
 
 
-def _run(maker_cls, estimator, experiences):
+def _run(estimator, experiences):
     args = _args(estimator)
-    maker = maker_cls(None, None, None, None, FixedKLController(0.05), SimpleNamespace(args=args), None)
+    maker = RemoteExperienceMaker(None, None, None, None, FixedKLController(0.05), SimpleNamespace(args=args), None)
     experiences = maker.compute_advantages_and_returns(experiences)
     return [(e.advantages, e.returns, {k: v for k, v in sorted(e.info.items())}) for e in experiences]
 
 
 def main(out):
-    if openrlhf_has_plugin_hooks():  # the patched copy: the plugin registers 3spo, as in a run
-        from openrlhf.utils.plugins import load_plugins
-
-        load_plugins()
-    scores._connect = lambda name, shards: LocalStateScores()  # the run's table, in process
-    results = {estimator: _run(RemoteExperienceMaker, estimator, _batch()) for estimator in BUILT_IN}
+    compat.load_plugin()  # the plugin's estimators, as a run registers them: OpenRLHF's registry or the seam's
+    results = {estimator: _run(estimator, _batch()) for estimator in BUILT_IN}
     groups = {i: i // 2 for i in range(PROMPTS * SAMPLES)}  # step groups of 2
-    results["3spo"] = _run(SPO3ExperienceMaker, "3spo", _batch({GROUP_KEY: groups}))
+    results["3spo"] = _run("3spo", _batch({GROUP_KEY: groups}))
     # step-wise GRPO: tasks of 2 trajectories of 2 steps; a trajectory's steps share its return
     trajectories = {GROUP_KEY: {i: i // 4 for i in groups}, TRAJECTORY_KEY: {i: i // 2 for i in groups}}
     returns = {i: [0.0, 1.0, 0.5, 0.25, 1.0, 1.0][i // 2] for i in groups}
-    results["step group_norm"] = _run(SPO3ExperienceMaker, "group_norm", _batch(trajectories, returns))
+    results["step_grpo"] = _run("step_grpo", _batch(trajectories, returns))
     torch.save(results, out)
 
 

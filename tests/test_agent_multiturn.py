@@ -107,7 +107,7 @@ def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
             return SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, text=text, finish_reason="stop", logprobs=None)])
 
     path = agent_file("alfworld", "grpo")
-    assert step_estimator(path) == "group_norm" and step_estimator(agent_file("alfworld", "3spo")) == "3spo"
+    assert step_estimator(path) == "step_grpo" and step_estimator(agent_file("alfworld", "3spo")) == "3spo"
     assert step_estimator(agent_file("alfworld", "multiturn")) is None
     executor = _load_agent_executor(path)
     label = {"label": row["label"], "trajectories": 2}

@@ -155,7 +155,7 @@ def test_colliding_high_halves_are_told_apart():
 
 
 def test_won_must_be_booleans():
-    from openrlhf_3spo.state.actor import LocalStateScores
+    from openrlhf_3spo.state.local import LocalStateScores
 
     table = StateTable()
     with pytest.raises(ValueError, match="won must hold booleans"):

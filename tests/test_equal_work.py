@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 from openrlhf.trainer.ppo_utils.experience import Experience
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 from openrlhf.trainer.ray.launcher import RayActorGroup
 
-from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY, PAD_KEY, SPO3ExperienceMaker
-from openrlhf_3spo.openrlhf.samples_generator import pad_for_equal_work, padded_size
+from openrlhf_3spo.plugin import compat
+from openrlhf_3spo.plugin.advantages import GROUP_KEY, PAD_KEY
+from openrlhf_3spo.plugin.samples_generator import pad_for_equal_work, padded_size
 
 
 def openrlhf_chunks(total, ranks, monkeypatch):
@@ -59,11 +61,8 @@ def _step(reward, group, mask=(1, 1, 0)):
     )
 
 
-def test_pads_carry_no_weight_and_leave_real_advantages_unchanged(monkeypatch):
-    import openrlhf_3spo.openrlhf.scores as scores
-    from openrlhf_3spo.state.actor import LocalStateScores
-
-    monkeypatch.setattr(scores, "_connect", lambda name, shards: LocalStateScores())  # the run's table, in process
+def test_pads_carry_no_weight_and_leave_real_advantages_unchanged():
+    compat.load_plugin()  # the 3spo estimator, as a run registers it
     real = [_step(1.0, 7), _step(0.0, 7), _step(0.5, 9), _step(0.0, 9), _step(2.0, 9)]
     args = SimpleNamespace(
         actor=SimpleNamespace(num_nodes=1, num_gpus_per_node=4), ds=SimpleNamespace(ring_attn_size=1, tensor_parallel_size=1),
@@ -78,7 +77,7 @@ def test_pads_carry_no_weight_and_leave_real_advantages_unchanged(monkeypatch):
     assert len({p.info[GROUP_KEY].item() for p in pads} | {7, 9}) == 5  # each pad alone in its group
 
     def advantages(batch):
-        maker = SPO3ExperienceMaker.__new__(SPO3ExperienceMaker)
+        maker = RemoteExperienceMaker.__new__(RemoteExperienceMaker)
         maker.strategy, maker.args, maker.kl_ctl = SimpleNamespace(args=args), args, SimpleNamespace(value=0.0)
         maker.compute_advantages_and_returns(batch)
         return [e.info["spo3_advantage"].item() for e in batch]

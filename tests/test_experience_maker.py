@@ -1,4 +1,5 @@
-"""SPO3ExperienceMaker: 3SPO step-group advantages token by token, and OpenRLHF's own estimators untouched."""
+"""The step modes' registered estimators through OpenRLHF's experience maker: 3SPO step-group
+advantages token by token, and OpenRLHF's own estimators untouched."""
 
 import copy
 from types import SimpleNamespace
@@ -9,18 +10,23 @@ from openrlhf.trainer.ppo_utils.experience import Experience
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
 from openrlhf_3spo.agents import agent_file
-from openrlhf_3spo.openrlhf.experience_maker import (
-    ENV_REWARD_KEY, GROUP_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY, SPO3ExperienceMaker,
-)
+from openrlhf_3spo.plugin import compat
+from openrlhf_3spo.plugin.advantages import ENV_REWARD_KEY, GROUP_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
 
 EPS = 1e-6
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
+def plugin_loaded():
+    """The plugin, as a run loads it (this environment: OpenRLHF as released, through `compat`)."""
+    compat.load_plugin()
+
+
+@pytest.fixture
 def local_table(monkeypatch):
     """The run's state-score table, in process instead of on Ray."""
-    import openrlhf_3spo.openrlhf.scores as scores
-    from openrlhf_3spo.state.actor import LocalStateScores
+    import openrlhf_3spo.plugin.scores as scores
+    from openrlhf_3spo.state.local import LocalStateScores
 
     table = LocalStateScores()
     monkeypatch.setattr(scores, "_connect", lambda name, shards: table)  # the run's table under 3SPO
@@ -39,8 +45,8 @@ def _args(estimator, n_samples=2, adv_norm="mean_std"):
     )
 
 
-def _maker(cls, args, kl_coef=0.1):
-    maker = cls.__new__(cls)  # the advantage step needs no model groups
+def _maker(args, kl_coef=0.1):
+    maker = RemoteExperienceMaker.__new__(RemoteExperienceMaker)  # the advantage step needs no model groups
     maker.strategy = SimpleNamespace(args=args)
     maker.args, maker.advantage_estimator = args, args.algo.advantage.estimator
     maker.kl_ctl = SimpleNamespace(value=kl_coef)
@@ -57,11 +63,11 @@ def _experience(rewards, groups, action_mask, kl, index):
     )
 
 
-def test_3spo_advantages_by_hand_token_by_token(local_table):
+def test_3spo_advantages_by_hand_token_by_token():
     # two experiences: A holds steps a0 (group 0) and a1 (group 1, alone); B holds b0 (group 0)
     a = _experience([1.0, 0.3], [0, 1], [[1, 1, 1, 0], [1, 1, 0, 0]], [[0.2, 0.0, 0.1, 0.0], [0.5, 0.5, 0.0, 0.0]], [0, 1])
     b = _experience([0.0], [0], [[1, 1, 0, 0]], [[0.0, 0.3, 0.0, 0.0]], [2])
-    _maker(SPO3ExperienceMaker, _args("3spo")).compute_advantages_and_returns([a, b])
+    _maker(_args("3spo")).compute_advantages_and_returns([a, b])
     # group 0 = {1.0, 0.0}: mean 0.5, unbiased std sqrt(0.25 + 0.25) = 0.70710678 -> +-0.5 / (0.70710678 + 1e-6)
     adv = 0.5 / (0.5**0.5 + EPS)  # 0.70710578
     # a0: reward at its last action token (2), -0.1 * kl per token: [-0.02, 0, adv - 0.01, 0]; summed back
@@ -75,27 +81,25 @@ def test_3spo_advantages_by_hand_token_by_token(local_table):
     torch.testing.assert_close(a.returns, a.advantages)
     torch.testing.assert_close(a.info["spo3_advantage"], torch.tensor([adv, 0.0]), atol=1e-6, rtol=0)
     assert a.kl is None and b.kl is None
-    assert local_table.current_version() == 1  # the batch is done: the table's next version starts
 
 
 def test_3spo_mean_norm_and_no_batch_whitening():
     a = _experience([2.0, 1.0, 4.0], [5, 5, 9], [[1, 0], [1, 0], [1, 0]], [[0.0, 0.0]] * 3, [0, 1, 2])
     b = _experience([0.0], [9], [[1, 0]], [[0.0, 0.0]], [3])
-    _maker(SPO3ExperienceMaker, _args("3spo", adv_norm="mean"), kl_coef=0.0).compute_advantages_and_returns([a, b])
+    _maker(_args("3spo", adv_norm="mean"), kl_coef=0.0).compute_advantages_and_returns([a, b])
     # group 5: mean 1.5 -> [0.5, -0.5]; group 9: mean 2 -> [2, -2]; left as they are (no whitening)
     assert a.advantages[:, 0].tolist() == [0.5, -0.5, 2.0] and b.advantages[:, 0].tolist() == [-2.0]
 
 
-def test_step_grpo_gives_each_step_its_trajectorys_group_norm_advantage(local_table):
+def test_step_grpo_gives_each_step_its_trajectorys_group_norm_advantage():
     # task 0: trajectory 7 won (return 10, two steps), trajectory 8 lost (return 0, one step)
     a = _experience([10.0, 10.0], [0, 0], [[1, 0], [1, 0]], [[0.0, 0.0]] * 2, [0, 1])
     b = _experience([0.0], [0], [[1, 0]], [[0.0, 0.0]], [2])
     a.info[TRAJECTORY_KEY], b.info[TRAJECTORY_KEY] = torch.tensor([7, 7]), torch.tensor([8])
-    _maker(SPO3ExperienceMaker, _args("group_norm", n_samples=2), kl_coef=0.0).compute_advantages_and_returns([a, b])
+    _maker(_args("step_grpo", n_samples=2), kl_coef=0.0).compute_advantages_and_returns([a, b])
     adv = 5 / (50**0.5 + EPS)  # over the two trajectories: mean 5, std sqrt(50)
     torch.testing.assert_close(a.advantages[:, 0], torch.tensor([adv, adv]), atol=1e-6, rtol=0)
     torch.testing.assert_close(b.advantages[:, 0], torch.tensor([-adv]), atol=1e-6, rtol=0)
-    assert local_table.current_version() == 0  # no state table under GRPO
 
 
 def _gigpo_step(env_reward, group, trajectory, state, step):
@@ -105,7 +109,7 @@ def _gigpo_step(env_reward, group, trajectory, state, step):
     return experience
 
 
-def test_gigpo_advantages_by_hand_in_any_batch_order(local_table):
+def test_gigpo_advantages_by_hand_in_any_batch_order():
     """Task 0, B = 2. Trajectory 7 takes s10 -> s11 -> s10 and wins at its third step (env rewards
     0, 0, 1); trajectory 8 takes s10, s12 and loses (0, 0). Episode: returns 1 and 0, mean 0.5 ->
     +0.5 and -0.5 (mean_norm). Step returns (gamma 0.95): trajectory 7: 0.9025, 0.95, 1; 8: 0, 0.
@@ -116,48 +120,61 @@ def test_gigpo_advantages_by_hand_in_any_batch_order(local_table):
     expected = [0.5 + 0.2683333, 0.5, 0.5 + 0.3658333, -0.5 - 0.6341667, -0.5]
     order = [4, 2, 0, 3, 1]  # the batch need not hold a trajectory's steps in order
     batch = [steps[i] for i in order]
-    _maker(SPO3ExperienceMaker, _args("gigpo"), kl_coef=0.0).compute_advantages_and_returns(batch)
+    _maker(_args("gigpo"), kl_coef=0.0).compute_advantages_and_returns(batch)
     got = torch.cat([e.advantages[:, 0] for e in batch])
     torch.testing.assert_close(got, torch.tensor([expected[i] for i in order]), atol=1e-6, rtol=0)
     assert all(STATE_KEY not in e.info and STEP_KEY not in e.info for e in batch)  # ids are not logged as metrics
-    assert local_table.current_version() == 0  # no state table under GiGPO
 
 
 @pytest.mark.parametrize("estimator", ["group_norm", "reinforce_baseline", "rloo", "reinforce"])
-def test_other_estimators_are_bit_identical_to_openrlhf(estimator, local_table):
+def test_other_estimators_are_bit_identical_to_openrlhf(estimator):
     torch.manual_seed(0)
     batch = [
         _experience(torch.randn(2).tolist(), [0, 0], [[1, 1, 1, 0], [1, 1, 0, 0]], torch.rand(2, 4).tolist(), [0, 1]),
         _experience(torch.randn(2).tolist(), [1, 1], [[1, 0, 0, 0], [1, 1, 1, 1]], torch.rand(2, 4).tolist(), [3, 2]),
     ]
     ours, theirs = copy.deepcopy(batch), copy.deepcopy(batch)
-    _maker(SPO3ExperienceMaker, _args(estimator)).compute_advantages_and_returns(ours)
-    _maker(RemoteExperienceMaker, _args(estimator)).compute_advantages_and_returns(theirs)
+    _maker(_args(estimator)).compute_advantages_and_returns(ours)  # with the seam's estimator lookup
+    released = RemoteExperienceMaker.compute_advantages_and_returns.__wrapped__  # OpenRLHF's own
+    released(_maker(_args(estimator)), theirs)
     for mine, reference in zip(ours, theirs):
         assert torch.equal(mine.advantages, reference.advantages) and torch.equal(mine.returns, reference.returns)
-    assert local_table.current_version() == 0
 
 
 def test_3spo_metrics_reach_openrlhfs_status_dict(local_table):
-    from openrlhf.trainer.ppo_trainer import BasePPOTrainer
+    from openrlhf_3spo.plugin.callbacks import SPO3Callback
 
-    from openrlhf_3spo.openrlhf.register import install_trainer_hooks
-
-    class Trainer(BasePPOTrainer):
-        def train_step(self, rollout_samples, global_step):  # stands for OpenRLHF's PPO step
-            return {"policy_loss": 0.5}, global_step + 1
-
-    install_trainer_hooks(Trainer)
     local_table.record([["k1", "k2"], ["k2"]], [True, False])
     local_table.advance()
-    trainer = Trainer.__new__(Trainer)
-    trainer.args = _args("3spo")
+    trainer = SimpleNamespace(args=_args("3spo"))
     trainer.args.train.agent_func_path = agent_file("alfworld", "3spo")
     trainer.samples_generator = SimpleNamespace(pop_stats=lambda: {"spo3/trained_step_fraction": 0.75})
-    status, step = trainer.train_step([], 4)
-    assert step == 5 and status["policy_loss"] == 0.5 and status["spo3/trained_step_fraction"] == 0.75
+    status = {"policy_loss": 0.5}
+    SPO3Callback(trainer).on_train_step_end(status, 5)
+    assert status["policy_loss"] == 0.5 and status["spo3/trained_step_fraction"] == 0.75
     assert status["spo3/unique_states"] == 2 and status["spo3/t"] == 3 and status["spo3/version"] == 1
-    # t = 3, alpha 50: k1 scores 3^-50, k2 3^-25: both n = ceil(8 * S) = 1
-    assert status["spo3/states_with_n_1"] == 2 and status["spo3/lost_records"] == 0
+    assert status["spo3/lost_records"] == 0
     trainer.args = _args("group_norm")
-    assert trainer.train_step([], 4)[0] == {"policy_loss": 0.5}
+    status = {"policy_loss": 0.5}
+    SPO3Callback(trainer).on_train_step_end(status, 5)
+    assert status == {"policy_loss": 0.5}
+
+
+def test_the_samples_generator_advances_the_table_once_its_batch_is_generated(local_table):
+    from openrlhf_3spo.plugin.samples_generator import StepSamplesGenerator
+
+    generator = StepSamplesGenerator.__new__(StepSamplesGenerator)  # no vLLM engines needed
+    generator.args = _args("3spo")
+    generator.args.train = SimpleNamespace(agent_func_path=agent_file("alfworld", "3spo"), dynamic_batch_enable=True)
+    generator.args.rollout.batch_size = 2
+    generator.args.vllm = SimpleNamespace(enable_sleep=False)
+    generator.prompts_dataloader, generator.state_scores, generator.spo3_stats = [], local_table, {}
+
+    def generate(iterator, batch_size, dynamic_filtering, **kwargs):  # stands for the batch's rollouts
+        local_table.record([["k1"]], [True])
+        assert local_table.current_version() == 0  # staged, not yet counted
+        return [], 2, True
+
+    generator._generate_vllm = generate
+    generator.generate_samples()
+    assert local_table.current_version() == 1 and local_table.stats()["staged_trajectories"] == 0

@@ -23,7 +23,8 @@ from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.envs.prompting import parse_action
 from openrlhf_3spo.settings import Settings
-from openrlhf_3spo.state.actor import LocalStateScores, StateScoreActor, load_actor_snapshot
+from openrlhf_3spo.state.actor import StateScoreActor, load_actor_snapshot
+from openrlhf_3spo.state.local import LocalStateScores
 from openrlhf_3spo.state.snapshot import FILE_NAME, load_snapshot
 
 CASES = []  # (family, id, kind), filled by `case`

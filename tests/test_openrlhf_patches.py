@@ -67,12 +67,12 @@ def test_built_in_estimators_give_bit_identical_advantages_after_the_series(patc
 
 
 def test_the_plugin_takes_the_hooked_path_where_openrlhf_has_the_series(patched_openrlhf):
-    from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks
+    from openrlhf_3spo.plugin.compat import openrlhf_has_plugin_hooks
 
     assert not openrlhf_has_plugin_hooks()  # this environment: OpenRLHF 0.11.2 as released
     probe = (
         "from openrlhf.utils.plugins import load_plugins; load_plugins()\n"
-        "from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks\n"
+        "from openrlhf_3spo.plugin.compat import openrlhf_has_plugin_hooks\n"
         "from openrlhf.trainer.ppo_utils.advantage_estimators import get_advantage_estimator\n"
         "from openrlhf.utils.plugins import TRAINER_COMPONENTS, TRAINER_CALLBACKS, PLUGIN_ARGUMENTS\n"
         "print(openrlhf_has_plugin_hooks(), get_advantage_estimator('3spo').shape_rewards.__qualname__,\n"
@@ -81,7 +81,7 @@ def test_the_plugin_takes_the_hooked_path_where_openrlhf_has_the_series(patched_
     )
     result = subprocess.run([sys.executable, "-c", probe], env=_env(patched_openrlhf), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[-2] == "True step_rewards ['SPO3ExperienceMaker', 'SPO3SamplesGenerator'] ['SPO3Callback'] 1"
+    assert result.stdout.split("\n")[-2] == "True shape_3spo ['StepSamplesGenerator'] ['SPO3Callback'] 1"
 
 
 def test_openrlhf_3spo_train_runs_openrlhfs_cli_on_the_patched_copy(patched_openrlhf):

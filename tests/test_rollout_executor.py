@@ -8,11 +8,13 @@ from types import SimpleNamespace
 import pytest
 from vllm import SamplingParams
 
+from openrlhf_3spo.algo import adaptive_n
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.rollout.executor import SPO3Executor
-from openrlhf_3spo.state.actor import LocalStateScores
+from openrlhf_3spo.settings import Settings
+from openrlhf_3spo.state.local import LocalStateScores
 
 
 def key(cell, task="corridor"):
@@ -53,11 +55,11 @@ def act(action):
 PAPER = {"write_off": "paper", "tried_pairs": "filter"}  # the paper's literal rules
 
 
-def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None, **rules):
+def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_tokens=32, logprobs=None, g_max=2, **rules):
     async def make_env(label):
         return LocalEnv(CorridorEnv(secret))
 
-    executor = SPO3Executor(make_env, scores, "alfworld", g_max=scores.actor.g_max, **rules)
+    executor = SPO3Executor(make_env, scores, "alfworld", Settings(g_max=g_max, **rules))
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=logprobs)
     label = {"label": "corridor", "trajectories": budget}
@@ -73,7 +75,7 @@ def test_hand_worked_trace_with_groups_ranking_backtracking_and_tried_pairs(toke
     cell 1 again: both pairs tried before. Default rules: the group keeps both samples (trained),
     the tried pairs only order the candidates (both tried: by reward), and the continuation is
     recorded from its branch point (cell 1) on."""
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
     out, engine = run(tokenizer, script, scores, budget=2)
     assert [(c, n) for c, n, _ in engine.calls] == [(0, 2), (1, 2), (1, 2)]
@@ -95,7 +97,7 @@ def test_hand_worked_trace_under_the_papers_literal_rules(tokenizer):
     """As above with write_off="paper", tried_pairs="filter": at cell 1 again both pairs were tried,
     so no group forms; the first candidate is taken, untrained, and wins; the continuation records
     the whole trajectory."""
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
     out, engine = run(tokenizer, script, scores, budget=2, logprobs=0, **PAPER)
     assert [(c, n) for c, n, _ in engine.calls] == [(0, 2), (1, 2), (1, 2)]
@@ -129,7 +131,7 @@ def test_hand_worked_trace_under_the_papers_literal_rules(tokenizer):
 
 
 def test_budget_one_leaves_no_branch_and_records_scores_after_advance(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press a"), act("press c")], 1: [act("press b"), act("press a")]}
     out, engine = run(tokenizer, script, scores, budget=1)
     assert len(engine.calls) == 2 and len(out["trajectories"]) == 1
@@ -138,15 +140,15 @@ def test_budget_one_leaves_no_branch_and_records_scores_after_advance(tokenizer)
     # t = 2, alpha = 1: the won states score 2^-(1/1.000001) = 0.50000035 -> n = ceil(1.0000007) = 2
     looked = scores.lookup([key(0), key(1), key(2)])
     assert looked["score"].tolist() == pytest.approx([2 ** -(1 / 1.000001)] * 3, rel=1e-12)
-    assert looked["n"].tolist() == [2, 2, 2] and looked["n_total"].tolist() == [1, 1, 1]
+    assert adaptive_n(looked["score"], 2).tolist() == [2, 2, 2] and looked["n_total"].tolist() == [1, 1, 1]
 
 
 def test_n_is_one_in_solved_states_and_zero_in_written_off_ones(tokenizer):
-    scores = LocalStateScores(alpha=50.0, xi=2, g_max=8)
+    scores = LocalStateScores(alpha=50.0, xi=2)
     scores.record([[key(0), key(1), key(2)]] * 3, [True] * 3)  # t = 4: S = 4^-50 -> n = 1 at cells 0 and 1
     scores.advance()
     script = {0: [act("press a")], 1: [act("press b")]}
-    out, engine = run(tokenizer, script, scores, budget=1)
+    out, engine = run(tokenizer, script, scores, budget=1, g_max=8)
     assert [(c, n) for c, n, _ in engine.calls] == [(0, 1), (1, 1)]
     assert [s["trained"] for s in out["step_samples"]] == [False, False]
     assert out["trajectories"] == [{"keys": [key(0), key(1), key(2)], "won": True}]
@@ -154,13 +156,13 @@ def test_n_is_one_in_solved_states_and_zero_in_written_off_ones(tokenizer):
     dead = LocalStateScores(xi=2)
     dead.record([[key(0), key(1)]] * 2, [False, False])  # N_fail = 2 >= xi, SR = 0: S = 0, n = 0
     dead.advance()
-    out, engine = run(tokenizer, script, dead, budget=3, **PAPER)
+    out, engine = run(tokenizer, script, dead, budget=3, **PAPER, g_max=8)
     assert engine.calls == [] and out["trajectories"] == [] and out["truncated_trajectories"] == 1
     assert out["written_off"]
     # default rules: the start state is never truncated (n from the score without the write-off
     # rule: SR = 0 -> 1, n = 8), but the written-off inner state (cell 1) is
     script = {0: [act("press a")] * 8}
-    out, engine = run(tokenizer, script, dead, budget=3)
+    out, engine = run(tokenizer, script, dead, budget=3, g_max=8)
     assert [(c, n) for c, n, _ in engine.calls] == [(0, 8)]
     assert out["written_off"] and out["truncated_trajectories"] == 1 and out["trajectories"] == []
     assert [s["trained"] for s in out["step_samples"]] == [True] * 8
@@ -173,8 +175,8 @@ DUPLICATES = {
 
 
 def test_groups_keep_every_sample_and_cut_off_outputs_are_invalid(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=4)
-    out, engine = run(tokenizer, DUPLICATES, scores, budget=1)
+    scores = LocalStateScores(alpha=1.0)
+    out, engine = run(tokenizer, DUPLICATES, scores, budget=1, g_max=4)
     at_0 = [s for s in out["step_samples"] if s["state_key"] == key(0)]
     # all four samples, duplicates included (on-policy, as GRPO); cut-off and untagged outputs are invalid
     assert [(s["action"], s["invalid"], s["novel"]) for s in at_0] == [
@@ -185,8 +187,8 @@ def test_groups_keep_every_sample_and_cut_off_outputs_are_invalid(tokenizer):
 
 
 def test_duplicates_in_a_group_are_skipped_under_the_papers_rule(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=4)
-    out, engine = run(tokenizer, DUPLICATES, scores, budget=1, **PAPER)
+    scores = LocalStateScores(alpha=1.0)
+    out, engine = run(tokenizer, DUPLICATES, scores, budget=1, **PAPER, g_max=4)
     at_0 = [s for s in out["step_samples"] if s["state_key"] == key(0)]
     # the second "press a" repeats a pair tried in this group; the cut-off and untagged outputs are invalid
     assert [(s["action"], s["invalid"]) for s in at_0] == [("press a", False), ("", True), ("", True)]
@@ -210,25 +212,25 @@ def test_long_history_is_cut_from_the_left_and_an_unfittable_context_truncates(t
         return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
 
     assert length(0) < length(2)
-    out, engine = run(tokenizer, script, LocalStateScores(alpha=1.0, g_max=2), budget=1, max_length=length(0) + 32)
+    out, engine = run(tokenizer, script, LocalStateScores(alpha=1.0), budget=1, max_length=length(0) + 32)
     at_1 = [s for s in out["step_samples"] if s["state_key"] == key(1)]
     text = tokenizer.decode(at_1[0]["context_ids"])
     assert len(at_1[0]["context_ids"]) == length(0)
     assert "[Observation" not in text and f"Current observation: {moved.text}" in text and "'press b'" in text
     assert out["trajectories"][0]["won"]
     # no room even for the task, the observation and the actions: the trajectory is truncated
-    out, engine = run(tokenizer, script, LocalStateScores(), budget=2, max_length=40)
+    out, engine = run(tokenizer, script, LocalStateScores(), budget=2, max_length=40, g_max=8)
     assert engine.calls == [] and out["truncated_trajectories"] == 1 and out["trajectories"] == []
 
 
 def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")], 2: [act("press a")] * 2}
 
     async def make_env(label):
         return LocalEnv(CorridorEnv(label, task_id=f"corridor-{label}"))
 
-    executor = SPO3Executor(make_env, scores, "alfworld", g_max=2)
+    executor = SPO3Executor(make_env, scores, "alfworld", Settings(g_max=2))
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(max_tokens=32)
 
@@ -246,7 +248,7 @@ def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
 
 
 def test_max_tokens_none_means_the_context_left(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press a")] * 2, 1: [act("press b")] * 2}
     out, engine = run(tokenizer, script, scores, budget=1, max_length=1000, max_tokens=None)
     contexts = [s["context_ids"] for s in out["step_samples"][::2]]  # one group of two per state
@@ -258,11 +260,11 @@ def test_max_tokens_none_means_the_context_left(tokenizer):
 @pytest.mark.parametrize("rule", ["state_key", "n_rule", "write_off", "tried_pairs"])
 def test_unknown_rules_are_refused(rule):
     with pytest.raises(ValueError, match=rule):
-        SPO3Executor(None, None, "alfworld", **{rule: "pixels"})
+        SPO3Executor(None, None, "alfworld", Settings(**{rule: "pixels"}))
 
 
 def test_task_obs_keys_follow_the_text(tokenizer):
-    scores = LocalStateScores(alpha=1.0, g_max=2)
+    scores = LocalStateScores(alpha=1.0)
     script = {0: [act("press b"), act("press a")], 1: [act("press b"), act("press c")]}
     out, _ = run(tokenizer, script, scores, budget=1, state_key="task_obs")
     # "press b" at cell 0 answers "Click. You are still in cell 0.": a new text, so a novel key, tied
@@ -296,7 +298,7 @@ def test_grpo_runs_b_trajectories_with_step_prompts_and_their_returns(tokenizer)
         return LocalEnv(CorridorEnv("ab", max_steps=3))
 
     engine = SequenceEngine(tokenizer, [act("press a"), act("press b"), act("press c"), "hmm", act("press a")])
-    executor = GRPOExecutor(make_env, "alfworld", history_length=1)
+    executor = GRPOExecutor(make_env, "alfworld", Settings(history_length=1))
     out = asyncio.run(executor.execute("p", {"label": "c", "trajectories": 2}, SamplingParams(max_tokens=32), 4096, tokenizer, engine))
     steps = out["step_samples"]
     assert [(s["action"], s["env_reward"], s["reward"]) for s in steps] == [

@@ -16,7 +16,8 @@ from openrlhf_3spo.envs.base import Observation, state_digest
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.rollout.executor import SPO3Executor
-from openrlhf_3spo.state.actor import LocalStateScores
+from openrlhf_3spo.settings import Settings
+from openrlhf_3spo.state.local import LocalStateScores
 
 PAPER = {"write_off": "paper", "tried_pairs": "filter"}
 BATCHES = 12
@@ -57,7 +58,7 @@ def train_batches(secret="abcabcab", max_steps=6, budget=8, p_invalid=0.0, xi=10
         return LocalEnv(CorridorEnv(secret, max_steps=max_steps))
 
     scores = LocalStateScores(xi=xi)
-    executor = SPO3Executor(make_env, scores, "alfworld", **rules)
+    executor = SPO3Executor(make_env, scores, "alfworld", Settings(**rules))
     engine = UniformEngine(seed, p_invalid)
     params = SamplingParams(temperature=1.0, max_tokens=32)
     outputs, dead = [], []
@@ -169,7 +170,7 @@ def test_the_progress_term_takes_a_dead_end_as_a_dead_end(rules, goes_to):
             outputs = [SimpleNamespace(text=a, token_ids=list(a.encode()), finish_reason="stop", logprobs=None) for a in answers]
             return SimpleNamespace(outputs=outputs)
 
-    executor = SPO3Executor(make_env, scores, "alfworld", **rules)
+    executor = SPO3Executor(make_env, scores, "alfworld", Settings(**rules))
     label = {"label": "fork", "trajectories": 1, "version": scores.current_version()}
     out = asyncio.run(executor.execute("p", label, SamplingParams(max_tokens=8), 4096, ByteTokenizer(), LeftRight()))
     at_start = [s for s in out["step_samples"] if s["state_key"] == state_digest("fork", "start")]

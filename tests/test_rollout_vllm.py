@@ -11,7 +11,7 @@ from openrlhf_3spo.demo.engine import VLLMEngine
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, dataset_rows, game_file_of
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
 from openrlhf_3spo.settings import Settings
-from openrlhf_3spo.state.actor import StateScores
+from openrlhf_3spo.state.client import StateScores
 
 G_MAX = 3
 
@@ -24,7 +24,7 @@ def _rollout(tiny_model_dir, stop_tokens=True, max_tokens=24, **settings):
     # the run's settings, as the samples generator puts them in each task's label
     settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX, **settings).to_dict()
     ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
-    scores = StateScores.create("it-state", g_max=G_MAX)  # the handle keeps the actor alive
+    scores = StateScores.create("it-state")  # the handle keeps the actor alive
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
     row = next(r for r in dataset_rows("train", "shipped") if "pick_and_place_simple" in r["label"])
     executor = _load_agent_executor(agent_file("alfworld", "3spo"))
@@ -107,12 +107,12 @@ def test_finished_trajectories_are_reported_for_recording(rollout):
 def test_samples_generator_turns_the_executor_output_into_step_experiences(rollout):
     from types import SimpleNamespace
 
-    from openrlhf_3spo.openrlhf.experience_maker import GROUP_KEY
-    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator, group_number
-    from openrlhf_3spo.state.actor import LocalStateScores
+    from openrlhf_3spo.plugin.advantages import GROUP_KEY
+    from openrlhf_3spo.plugin.samples_generator import StepSamplesGenerator, group_number
+    from openrlhf_3spo.state.local import LocalStateScores
 
     out, _, _, _ = rollout
-    generator = SPO3SamplesGenerator.__new__(SPO3SamplesGenerator)
+    generator = StepSamplesGenerator.__new__(StepSamplesGenerator)
     generator.args = SimpleNamespace(algo=SimpleNamespace(advantage=SimpleNamespace(estimator="3spo")))  # no __init__
     generator.state_scores, generator.spo3_stats = LocalStateScores(), {}
     experiences = generator._process_response_into_experience(out, max_len=1024)

@@ -57,13 +57,13 @@ def test_the_samples_generator_puts_the_run_settings_in_every_label(monkeypatch)
     from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 
     from openrlhf_3spo.agents import agent_file
-    from openrlhf_3spo.openrlhf.samples_generator import SPO3SamplesGenerator
+    from openrlhf_3spo.plugin.samples_generator import StepSamplesGenerator
 
     sent = []
     monkeypatch.setattr(SamplesGenerator, "_dispatch_prompts_to_vllm", lambda self, prompts, labels, **kw: sent.append((labels, kw)))
     run = Settings(history_length=1, max_steps=7)
-    for mode, estimator in (("grpo", "group_norm"), ("multiturn", "group_norm")):
-        generator = SPO3SamplesGenerator.__new__(SPO3SamplesGenerator)  # no vLLM engines needed
+    for mode, estimator in (("grpo", "step_grpo"), ("multiturn", "group_norm")):
+        generator = StepSamplesGenerator.__new__(StepSamplesGenerator)  # no vLLM engines needed
         generator.args = SimpleNamespace(
             train=SimpleNamespace(agent_func_path=agent_file("alfworld", mode)),
             algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator)),

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import ray
 
-from openrlhf_3spo.state.actor import StateScoreActor, StateScores, shard_of
+from openrlhf_3spo.state.actor import StateScoreActor
+from openrlhf_3spo.state.client import StateScores, shard_of
 
 
 def _key(i):
@@ -30,29 +31,37 @@ def local_ray():
 
 
 def test_records_are_staged_until_advance():
-    actor = StateScoreActor(alpha=1.0, g_max=8)
+    actor = StateScoreActor(alpha=1.0)
     before = actor.lookup(KEYS[:3], version=0)
-    assert before["score"].tolist() == [1.0, 1.0, 1.0] and before["n"].tolist() == [8, 8, 8]
+    assert before["score"].tolist() == [1.0, 1.0, 1.0] and "n" not in before  # n is the executor's
     actor.record([KEYS[:2], KEYS[1:3]], [True, False])
     assert actor.lookup(KEYS[:3], version=0)["score"].tolist() == [1.0, 1.0, 1.0]  # same version, same scores
     assert actor.advance() == 1
     after = actor.lookup(KEYS[:3], version=1)
     # t = 3, alpha = 1: key0 SR 1 -> 3^-1; key1 SR 1/2 -> 3^-0.5; key2 SR 0 -> 1
     np.testing.assert_allclose(after["score"], [1 / 3, 3**-0.5, 1.0], rtol=1e-5)
-    assert after["n"].tolist() == [3, 5, 8] and after["n_total"].tolist() == [1, 2, 1]
+    assert after["n_total"].tolist() == [1, 2, 1]
     with pytest.raises(ValueError, match="snapshot version 0 is not the current version 1"):
         actor.lookup(KEYS[:3], version=0)
 
 
 def test_stats_and_tried_pairs():
-    actor = StateScoreActor(xi=1, g_max=4)
+    actor = StateScoreActor(xi=1)
     actor.record([[KEYS[0]], [KEYS[1]]], [False, True])
     actor.advance()
     stats = actor.stats()
     assert stats["unique_states"] == 2 and stats["t"] == 3 and stats["truncated_states"] == 1
-    assert sum(stats["n_histogram"]) == 2 and stats["n_histogram"][0] == 1
     actor.mark_tried([b"a" * 16])
     assert actor.is_tried([b"a" * 16, b"b" * 16]) == [True, False]
+
+
+def test_both_clients_satisfy_the_protocol():
+    from openrlhf_3spo.state import StateScoreClient
+    from openrlhf_3spo.state.local import LocalStateScores
+
+    assert isinstance(LocalStateScores(), StateScoreClient)
+    assert isinstance(StateScores([]), StateScoreClient)  # a handle on no actors: the interface only
+    assert not isinstance(StateScoreActor(), StateScoreClient)  # the owner itself has no async reads
 
 
 def test_bad_records_are_refused():
@@ -61,8 +70,6 @@ def test_bad_records_are_refused():
         actor.record([KEYS[:2]], [True, False])
     with pytest.raises(ValueError, match="lists of str"):
         actor.record([[1, 2]], [True])
-    with pytest.raises(ValueError, match="g_max"):
-        StateScoreActor(g_max=0)
 
 
 # ---- on Ray ------------------------------------------------------------------------------------
@@ -148,10 +155,11 @@ def test_two_shards_score_like_one(local_ray):
         assert one.advance() == two.advance()
     assert {shard_of(k, 2) for k in KEYS} == {0, 1}
     a, b = one.lookup(KEYS), two.lookup(KEYS)
-    for name in ("score", "n", "n_total"):
+    for name in ("score", "raw_score", "n_total"):
         np.testing.assert_array_equal(a[name], b[name])
     s1, s2 = one.stats(), two.stats()
-    assert (s1["t"], s1["unique_states"], s1["n_histogram"]) == (s2["t"], s2["unique_states"], s2["n_histogram"])
+    assert (s1["t"], s1["unique_states"], s1["truncated_states"]) == (s2["t"], s2["unique_states"], s2["truncated_states"])
+    assert s1["mean_score"] == pytest.approx(s2["mean_score"], rel=1e-12)
     two.mark_tried([(KEYS[0], "a"), (KEYS[1], "b")])
     assert two.is_tried([(KEYS[1], "b"), (KEYS[0], "b"), (KEYS[0], "a")]) == [True, False, True]
 
@@ -169,19 +177,14 @@ def test_async_lookup_matches(local_ray):
 def test_table_is_saved_with_openrlhf_checkpoints_and_restored_on_resume(local_ray, tmp_path):
     from types import SimpleNamespace
 
-    from openrlhf.trainer.ppo_trainer import BasePPOTrainer
-
-    from openrlhf_3spo.openrlhf.register import install_trainer_hooks
-    from openrlhf_3spo.openrlhf.trainer_hooks import state_dir
-
-    class Trainer(BasePPOTrainer):  # OpenRLHF's own save/resume code, hooks installed on a subclass
-        pass
+    from openrlhf_3spo.plugin.callbacks import SPO3Callback, state_dir
+    from openrlhf_3spo.plugin.compat_trainer import PPOTrainerWithCallbacks  # OpenRLHF's own save/resume code
 
     tables = {"train": StateScores.create("ckpt-train"), "resumed": StateScores.create("ckpt-resumed")}
-    install_trainer_hooks(Trainer)
 
     def trainer(run, load_enable, resume_step=0):
-        t = Trainer.__new__(Trainer)
+        t = PPOTrainerWithCallbacks.__new__(PPOTrainerWithCallbacks)  # no models: __init__ is not run
+        t.callbacks = [SPO3Callback(t)]
         ckpt = SimpleNamespace(path=str(tmp_path), save_steps=2, load_enable=load_enable, max_num=2)
         t.args = SimpleNamespace(
             ckpt=ckpt, logger=SimpleNamespace(logging_steps=1),
@@ -239,7 +242,7 @@ def test_a_new_run_in_the_same_folder_starts_empty(local_ray, tmp_path):
     folder (each run's live snapshots have a folder of their own)."""
     from types import SimpleNamespace
 
-    from openrlhf_3spo.openrlhf.scores import start_state_scores
+    from openrlhf_3spo.plugin.scores import start_state_scores
     from openrlhf_3spo.settings import Settings
 
     def run(name):

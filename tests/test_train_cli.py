@@ -40,7 +40,7 @@ def test_every_recipe_passes_a_dry_run(recipe, tmp_path_factory):
     config = _config(result.stdout)
     estimator = config["algo"]["advantage"]["estimator"]
     env, mode = os.path.basename(recipe).split("_")[:2]
-    assert estimator == {"3spo": "3spo", "grpo": "group_norm", "gigpo": "gigpo"}[mode]
+    assert estimator == {"3spo": "3spo", "grpo": "step_grpo", "gigpo": "gigpo"}[mode]
     assert config["rollout"]["n_samples_per_prompt"] == 8 and config["train"]["agent_func_path"].endswith(f"{env}_{mode}.py")
     assert config["spo3"] == {
         "alpha": 50.0, "xi": 10.0, "zeta": 0.1, "omega_k": 0.1, "g_max": 8, "state_key": "env", "adv_norm": "mean_std",
@@ -77,10 +77,10 @@ def test_alias_and_flags_resolve():
         (["--advantage_estimator", "group_norm", "--train.agent_func_path", AGENT_3SPO],
          "alfworld_3spo.py trains with --advantage_estimator 3spo, not group_norm"),
         (["--advantage_estimator", "3spo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
-         "alfworld_grpo.py trains with --advantage_estimator group_norm, not 3spo"),
+         "alfworld_grpo.py trains with --advantage_estimator step_grpo, not 3spo"),
         (["--advantage_estimator", "gigpo"], "--advantage_estimator gigpo needs --train.agent_func_path naming a gigpo agent"),
         (["--advantage_estimator", "gigpo", "--train.agent_func_path", agent_file("alfworld", "grpo")],
-         "alfworld_grpo.py trains with --advantage_estimator group_norm, not gigpo"),
+         "alfworld_grpo.py trains with --advantage_estimator step_grpo, not gigpo"),
         (["--advantage_estimator", "gigpo", "--train.agent_func_path", agent_file("webshop", "gigpo"), "--spo3.gigpo_norm", "std"],
          "argument --spo3.gigpo_norm: invalid choice"),
         (["--advantage_estimator", "ppo2"], "argument --algo.advantage.estimator: invalid choice"),
@@ -136,7 +136,7 @@ def test_tiny_model_refuses_a_folder_in_use(tmp_path):
 
 def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
     """The real CLI path up to OpenRLHF's strategy: Ray starts with the plugin's runtime env, and an
-    actor then sees OpenRLHF's classes replaced."""
+    actor then sees the plugin installed (OpenRLHF as released: through `compat`)."""
     probe = textwrap.dedent(
         f"""
         import json, os, sys, ray, openrlhf.utils
@@ -145,7 +145,8 @@ def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
         class Probe:
             def look(self):
                 import openrlhf.trainer.ppo_trainer as t
-                return [t.RemoteExperienceMaker.__name__, t.SamplesGenerator.__name__, os.environ["NCCL_DEBUG"]]
+                wrapped = hasattr(t.RemoteExperienceMaker.compute_advantages_and_returns, "__wrapped__")
+                return [wrapped, t.SamplesGenerator.__name__, os.environ["NCCL_DEBUG"]]
 
         def stop_here(args):  # in place of OpenRLHF's DeepSpeed strategy: look, then end the run
             seen = ray.get(Probe.remote().look.remote())
@@ -162,56 +163,71 @@ def test_ray_workers_started_by_the_cli_have_the_plugin_registered(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
     line = next((l for l in result.stdout.splitlines() if l.startswith("PROBE ")), None)
     assert line, result.stderr[-3000:]
-    assert json.loads(line[6:]) == ["SPO3ExperienceMaker", "SPO3SamplesGenerator", "WARN"]
+    assert json.loads(line[6:]) == [True, "StepSamplesGenerator", "WARN"]
 
 
-def test_the_patched_symbols_are_listed_in_one_place_and_the_version_is_checked(monkeypatch):
-    import openrlhf.trainer.ppo_trainer as ppo_trainer
+def test_every_substitution_is_listed_in_one_place_and_the_version_is_checked(monkeypatch):
+    """`compat.load_plugin` on OpenRLHF as released: what changes in the trainer's and the experience
+    maker's modules (their attributes, and their classes' own) is exactly what `SUBSTITUTED` lists."""
+    from openrlhf_3spo.plugin import compat
 
-    from openrlhf_3spo.openrlhf import register
+    probe = textwrap.dedent(
+        """
+        import json
+        import openrlhf.trainer.ppo_trainer as ppo_trainer
+        import openrlhf.trainer.ppo_utils.experience_maker as experience_maker
+        from openrlhf_3spo.plugin import compat
 
-    originals = {name: getattr(ppo_trainer, name) for name in ("RemoteExperienceMaker", "SamplesGenerator")}
-    # BasePPOTrainer, and Ray's copy of its methods in the class the PPOTrainer actor runs
-    trainer_classes = (ppo_trainer.BasePPOTrainer, ppo_trainer.PPOTrainer.__ray_metadata__.modified_class)
-    names = ("save_logs_and_checkpoints", "init_checkpoint_states", "train_step")
-    methods = {(cls, name): getattr(cls, name) for cls in trainer_classes for name in names}
-    monkeypatch.setattr(ppo_trainer, "SPO3_REGISTERED", False, raising=False)
-    for name, value in originals.items():
-        monkeypatch.setattr(ppo_trainer, name, value)
-    for (cls, name), value in methods.items():
-        monkeypatch.setattr(cls, name, value)
-    register.register()
-    changed = {f"{n}" for n in originals if getattr(ppo_trainer, n) is not originals[n]}
-    for cls in trainer_classes:
-        assert {f"BasePPOTrainer.{n}" for n in names if getattr(cls, n) is not methods[cls, n]} == {f"BasePPOTrainer.{n}" for n in names}
-    changed |= {f"BasePPOTrainer.{n}" for n in names}
-    listed = {symbol for module, symbol, _ in register.PATCHED if module == "openrlhf.trainer.ppo_trainer"}
-    assert changed == listed
+        def symbols(module):
+            found = {}
+            for name, value in vars(module).items():
+                found[name] = value
+                if isinstance(value, type) and value.__module__ == module.__name__:
+                    found.update({f"{name}.{k}": v for k, v in vars(value).items()})
+            return found
+
+        modules = (ppo_trainer, experience_maker)
+        before = {m: symbols(m) for m in modules}
+        compat.load_plugin()
+        changed = [f"{m.__name__}.{k}" for m in modules for k, v in symbols(m).items() if before[m].get(k) is not v]
+        print("PROBE " + json.dumps(sorted(changed)))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, timeout=300)
+    line = next((l for l in result.stdout.splitlines() if l.startswith("PROBE ")), None)
+    assert line, result.stderr[-3000:]
+    listed = sorted(f"{module}.{symbol}" for module, symbol, _ in compat.SUBSTITUTED if module != "argparse")
+    assert json.loads(line[6:]) == listed
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.12.0")
     with pytest.raises(RuntimeError, match="supports openrlhf==0.11.2, found 0.12.0"):
-        register.check_openrlhf_version()
+        compat.check_openrlhf_version()
 
 
 def test_other_parsers_are_left_alone(tmp_path):
-    """The driver's parse_args wrapper touches OpenRLHF's parser only (one with its estimator flag)."""
+    """While OpenRLHF's CLI runs, `import argparse` finds `compat.ParserWithPlugins`, which touches
+    OpenRLHF's parser only (one with its estimator flag): another parser and its errors are argparse's own."""
     probe = textwrap.dedent(
         """
-        import argparse, sys, openrlhf.utils
-        from openrlhf_3spo.openrlhf import train
+        import sys, openrlhf.utils
+        from openrlhf_3spo.plugin import train
 
         def stop_here(args):
-            other = argparse.ArgumentParser()
+            import argparse  # as any module imported during the run finds it
+
+            other = argparse.ArgumentParser(prog="other")
             other.add_argument("--x", type=int, default=1)
-            print("OTHER", other.parse_args(["--x", "5"]).x, any(a.dest.startswith("spo3.") for a in other._actions))
-            sys.exit(0)
+            spo3 = any(a.dest.startswith("spo3.") for a in other._actions)
+            print("OTHER", type(other).__name__, other.parse_args(["--x", "5"]).x, spo3, flush=True)
+            other.parse_args(["--y"])  # argparse's own error: usage, then the message, exit 2
 
         openrlhf.utils.get_strategy = stop_here
-        train.main(["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "2",
+        train.main(["--advantage_estimator", "step_grpo", "--rollout.n_samples_per_prompt", "2",
                     "--train.agent_func_path", AGENT, "--ckpt.path", CKPT])
         """
     ).replace("AGENT", repr(agent_file("alfworld", "grpo"))).replace("CKPT", repr(str(tmp_path)))
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
-    assert "OTHER 5 False" in result.stdout, result.stderr[-2000:]
+    assert "OTHER ParserWithPlugins 5 False" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == 2 and "usage: other" in result.stderr and "other: error: unrecognized arguments: --y" in result.stderr
 
 
 def test_recipes_ship_with_the_package_and_run_from_a_copy(tmp_path):
@@ -249,7 +265,7 @@ def test_an_error_stays_one_line_whatever_an_import_writes_to_stderr(tmp_path):
     """A stand-in for a third-party package that writes to stderr when imported, from Python and
     from C (as bitsandbytes does on CPUs with AVX-512 BF16): here OpenRLHF's module-level flash_attn
     import, which then serves the --cpu mode's stand-in."""
-    from openrlhf_3spo.openrlhf.cpu import SHIM_DIR
+    from openrlhf_3spo.plugin.cpu import SHIM_DIR
 
     shim = os.path.join(SHIM_DIR, "flash_attn")
     (tmp_path / "flash_attn").mkdir()

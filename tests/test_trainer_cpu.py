@@ -22,9 +22,9 @@ from safetensors.torch import load_file
 
 from openrlhf_3spo.envs import alfworld
 from openrlhf_3spo.io import atomic_write_jsonl
-from openrlhf_3spo.openrlhf import cpu as cpu_mode
-from openrlhf_3spo.openrlhf.register import PATCHED
-from openrlhf_3spo.openrlhf.samples_generator import padded_size
+from openrlhf_3spo.plugin import cpu as cpu_mode
+from openrlhf_3spo.plugin.compat import SUBSTITUTED
+from openrlhf_3spo.plugin.samples_generator import padded_size
 from openrlhf_3spo.state.snapshot import load_snapshot
 
 pytestmark = pytest.mark.slow
@@ -249,7 +249,7 @@ def test_plain_openrlhf_with_the_patch_series_trains_3spo(patched_openrlhf, work
         "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 16, "GPU": 16}),
     }
     output, steps, evals, weights = _run(command, out, env)
-    assert "Loading OpenRLHF plugin openrlhf_3spo (openrlhf_3spo.openrlhf.plugin:register)" in output
+    assert "Loading OpenRLHF plugin openrlhf_3spo (openrlhf_3spo.plugin:register)" in output
     assert sorted(steps) == [1, 2] and sorted(evals) == [1, 2]
     for step, status in steps.items():
         assert status["spo3/version"] == step and status["spo3/steps_per_task"] > 0
@@ -263,13 +263,13 @@ def test_plain_openrlhf_with_the_patch_series_trains_3spo(patched_openrlhf, work
                    for symbol in symbols.split(", ") if module.startswith("openrlhf")}
     for replaced in _replaced_symbols(out):
         assert set(replaced) <= cpu_patched, set(replaced) - cpu_patched
-        assert not set(replaced) & {f"{module}.{symbol}" for module, symbol, _ in PATCHED}
+        assert not set(replaced) & {f"{module}.{symbol}" for module, symbol, _ in SUBSTITUTED}
 
 
 def test_the_released_openrlhf_path_is_seen_replacing_symbols(spo3_run):
     """The check above can fail: on OpenRLHF 0.11.2 as released, the same scan finds every
-    substitution `register.PATCHED` lists in the trainer's module."""
+    substitution of OpenRLHF's that `compat.SUBSTITUTED` lists."""
     out = spo3_run[0]
-    expected = {f"{module}.{symbol}" for module, symbol, _ in PATCHED if module == "openrlhf.trainer.ppo_trainer"}
+    expected = {f"{module}.{symbol}" for module, symbol, _ in SUBSTITUTED if module.startswith("openrlhf.")}
     for replaced in _replaced_symbols(out):
         assert expected <= set(replaced), expected - set(replaced)

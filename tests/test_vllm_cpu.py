@@ -68,7 +68,7 @@ def test_weight_syncs_reach_vllms_cpu_worker(tiny_model_dir):
     import subprocess
     import sys
 
-    from openrlhf_3spo.openrlhf import cpu
+    from openrlhf_3spo.plugin import cpu
 
     probe = os.path.join(os.path.dirname(__file__), "vllm_weight_sync_probe.py")
     env = {**os.environ, **cpu.ENV}
@@ -81,7 +81,7 @@ def test_weight_syncs_reach_vllms_cpu_worker(tiny_model_dir):
 
 
 def test_a_worker_whose_weights_were_re_packed_is_one_clear_error():
-    from openrlhf_3spo.openrlhf.cpu import load_weight_on_cpu
+    from openrlhf_3spo.plugin.cpu import load_weight_on_cpu
 
     class Runner:  # what vLLM's CPU linear layers leave where they re-pack: an empty parameter
         model = torch.nn.Linear(2, 2)

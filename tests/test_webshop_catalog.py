@@ -1,20 +1,21 @@
 """The shipped WebShop catalog: schema, counts, solvable goals, near-duplicates, and reproducibility."""
 
 import collections
+import importlib.util
 import json
 import os
 import re
 
 import pytest
 
-from openrlhf_3spo.envs import webshop_catalog
-from openrlhf_3spo.envs.webshop_catalog import (
-    ATTRIBUTES_FILE,
-    FAMILIES,
-    HUMAN_INSTRUCTIONS_FILE,
-    PRODUCTS_FILE,
-    SHIPPED_DATA,
-)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the generator is a development tool, outside the package
+_spec = importlib.util.spec_from_file_location("make_webshop_catalog", os.path.join(REPO, "scripts", "make_webshop_catalog.py"))
+webshop_catalog = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(webshop_catalog)
+ATTRIBUTES_FILE, HUMAN_INSTRUCTIONS_FILE, PRODUCTS_FILE = (
+    webshop_catalog.ATTRIBUTES_FILE, webshop_catalog.HUMAN_INSTRUCTIONS_FILE, webshop_catalog.PRODUCTS_FILE)
+FAMILIES, SHIPPED_DATA = webshop_catalog.FAMILIES, webshop_catalog.SHIPPED_DATA
 
 FILES = (PRODUCTS_FILE, ATTRIBUTES_FILE, HUMAN_INSTRUCTIONS_FILE)
 
@@ -74,7 +75,7 @@ def test_every_product_has_attributes(catalog):
 def test_human_instructions(catalog):
     products, attributes, human = catalog
     by_asin = {p["asin"]: p for p in products}
-    nouns = {row[1]: row[3] for row in FAMILIES}  # query -> the kind's noun in titles
+    nouns = {family["query"]: family["noun"] for family in FAMILIES}  # query -> the kind's noun in titles
     goals = _goals(human)
     assert len(human) >= 100 and len(goals) >= 100
     assert any(len(entries) == 2 for entries in human.values())

@@ -13,7 +13,7 @@ from vllm import LLM, SamplingParams
 
 
 def sync_weights(worker, weights):
-    from openrlhf_3spo.openrlhf.cpu import load_weight_on_cpu
+    from openrlhf_3spo.plugin.cpu import load_weight_on_cpu
 
     for name, weight in weights:
         load_weight_on_cpu(worker.model_runner, name, weight)

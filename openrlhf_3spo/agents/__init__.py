@@ -1,7 +1,7 @@
 """Agent functions for OpenRLHF's --train.agent_func_path, one file per env and mode.
 
     alfworld_3spo.py        ALFWorld with the 3SPO executor (--advantage_estimator 3spo)
-    alfworld_grpo.py        ALFWorld, step-wise GRPO: the baseline (--advantage_estimator group_norm)
+    alfworld_grpo.py        ALFWorld, step-wise GRPO: the baseline (--advantage_estimator step_grpo)
     alfworld_gigpo.py       ALFWorld, GiGPO over the GRPO mode's episodes (--advantage_estimator gigpo)
     alfworld_multiturn.py   ALFWorld in OpenRLHF's own growing-context multi-turn mode
     webshop_3spo.py, webshop_grpo.py, webshop_gigpo.py, webshop_multiturn.py: the same for WebShop
@@ -39,7 +39,7 @@ def agent_executor_class(agent_func_path):
 
 def step_estimator(agent_func_path):
     """The advantage estimator of an agent file whose executor yields step samples ("3spo",
-    "group_norm", "gigpo"), or None."""
+    "step_grpo", "gigpo"), or None."""
     if not agent_func_path:
         return None
     return getattr(agent_executor_class(agent_func_path), "advantage_estimator", None)

@@ -1,4 +1,4 @@
-"""ALFWorld, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator group_norm`.
+"""ALFWorld, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator step_grpo`.
 
 The baseline of the published tables: per-step prompts with the same history window and token caps as
 `alfworld_3spo.py`, B trajectories per task, each step trained with its trajectory's group_norm

@@ -1,4 +1,4 @@
-"""The corridor, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator group_norm`.
+"""The corridor, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator step_grpo`.
 
 The same episodes as `alfworld_grpo.py`, on the corridor (`corridor_3spo.py`).
 """

@@ -64,7 +64,7 @@ def remote_env_maker(settings):
 
 def grpo_executor(env_name, settings):
     """Step-wise GRPO with the run's settings: the baseline, and every step mode's eval episode."""
-    return GRPOExecutor(remote_env_maker(settings), env_name, settings.history_length, settings.decoding)
+    return GRPOExecutor(remote_env_maker(settings), env_name, settings)
 
 
 def is_eval(label):
@@ -185,15 +185,10 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
 
     @functools.lru_cache(maxsize=4)
     def _executor(self, settings):
-        from openrlhf_3spo.state.actor import StateScores
+        from openrlhf_3spo.state.client import StateScores
 
-        return SPO3Executor(
-            remote_env_maker(settings), StateScores.connect(settings.state_actor, settings.score_shards), self.env_name,
-            settings.history_length, omega_k=settings.omega_k, invalid_penalty=settings.invalid_penalty,
-            state_key=settings.state_key, g_max=settings.g_max, n_rule=settings.n_rule, write_off=settings.write_off,
-            tried_pairs=settings.tried_pairs, backtrack=settings.backtrack, continue_along=settings.continue_along,
-            decoding=settings.decoding,
-        )
+        scores = StateScores.connect(settings.state_actor, settings.score_shards)
+        return SPO3Executor(remote_env_maker(settings), scores, self.env_name, settings)
 
 
 class GRPOTextEnvExecutor(AgentExecutorBase):

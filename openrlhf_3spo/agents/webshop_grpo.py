@@ -1,4 +1,4 @@
-"""WebShop, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator group_norm`.
+"""WebShop, step-wise GRPO: `--train.agent_func_path` this file with `--advantage_estimator step_grpo`.
 
 The baseline of the published tables: per-step prompts with the same history window and token caps as
 `webshop_3spo.py`, B trajectories per task, each step trained with its trajectory's group_norm

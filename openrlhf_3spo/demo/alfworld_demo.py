@@ -174,10 +174,11 @@ def _executor(arm, args, make_env, scores, seed):
     if ARMS[arm] is None:
         from openrlhf_3spo.rollout.grpo import GRPOExecutor
 
-        return GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
+        return GRPOExecutor(make_env, "alfworld", Settings(history_length=args.history_length))
     from openrlhf_3spo.rollout.executor import SPO3Executor
 
-    return SPO3Executor(make_env, scores, "alfworld", history_length=args.history_length, g_max=args.g_max, seed=seed, **ARMS[arm])
+    settings = Settings(history_length=args.history_length, g_max=args.g_max, **ARMS[arm])
+    return SPO3Executor(make_env, scores, "alfworld", settings, seed=seed)
 
 
 def _advantages(arm, samples):
@@ -211,7 +212,7 @@ async def evaluate(policy, games, args, temperature=0.0, episodes=1, seed=0):
     async def make_env(game_file):
         return LocalEnv(ALFWorldEnv(game_file, max_steps=args.max_steps))
 
-    executor = GRPOExecutor(make_env, "alfworld", history_length=args.history_length)
+    executor = GRPOExecutor(make_env, "alfworld", Settings(history_length=args.history_length))
     sampler = copy.copy(policy)  # the same weights
     sampler.rng = np.random.default_rng(seed)
     params, wins = _sampling_params(temperature), 0
@@ -268,7 +269,7 @@ def warm_policy(args, games, seed):
 
 async def train_arm(arm, args, games, seed):
     """Trains one arm from the initial policy until its env-step budget is spent; -> metric rows."""
-    from openrlhf_3spo.state.actor import LocalStateScores
+    from openrlhf_3spo.state.local import LocalStateScores
 
     policy = warm_policy(args, games, seed)
     budget = Budget()
@@ -276,7 +277,7 @@ async def train_arm(arm, args, games, seed):
     async def make_env(game_file):
         return CountedEnv(ALFWorldEnv(game_file, max_steps=args.max_steps), budget)
 
-    scores = LocalStateScores(alpha=args.alpha, g_max=args.g_max) if ARMS[arm] is not None else None
+    scores = LocalStateScores(alpha=args.alpha) if ARMS[arm] is not None else None
     executor = _executor(arm, args, make_env, scores, seed)
     engine = CountedEngine(policy, budget)
     params = _sampling_params(args.temperature)

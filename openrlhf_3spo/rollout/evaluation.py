@@ -23,7 +23,7 @@ ALFWORLD_COLUMNS = {
 async def evaluate_tasks(rows, env_name, make_env, settings, sampling_params, max_length, tokenizer, engine):
     """One episode per dataset row, all in flight at once. -> one result per row:
     {"label", "won", "score", "steps"}."""
-    executor = GRPOExecutor(make_env, env_name, settings.history_length, settings.decoding)
+    executor = GRPOExecutor(make_env, env_name, settings)
     bar = tqdm(total=len(rows), desc=f"evaluate {env_name}", unit="task")
 
     async def one(row):

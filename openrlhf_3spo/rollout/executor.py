@@ -37,9 +37,7 @@ from openrlhf.utils.agent import AgentExecutorBase
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
-from openrlhf_3spo.settings import (
-    BACKTRACK_RULES, CONTINUE_RULES, DECODINGS, N_RULES, STATE_KEYS, TRIED_PAIR_RULES, WRITE_OFF_RULES, Settings,
-)
+from openrlhf_3spo.settings import Settings
 
 
 @dataclass
@@ -84,31 +82,14 @@ class Path:
 
 
 class SPO3Executor(AgentExecutorBase):
-    """`make_env(label)` -> an async env (RemoteEnv, LocalEnv); `scores`: StateScores or
-    LocalStateScores. The rules are described in the module docstring."""
+    """`make_env(label)` -> an async env (RemoteEnv, LocalEnv); `scores`: a `state.StateScoreClient`;
+    `settings`: the run's (the rules are described in the module docstring)."""
 
     advantage_estimator = "3spo"  # its step samples train with step-group advantages
 
-    def __init__(
-        self, make_env, scores, env_name, history_length=Settings.history_length, omega_k=Settings.omega_k,
-        invalid_penalty=Settings.invalid_penalty, state_key=Settings.state_key, g_max=Settings.g_max,
-        n_rule=Settings.n_rule, write_off=Settings.write_off, tried_pairs=Settings.tried_pairs,
-        backtrack=Settings.backtrack, continue_along=Settings.continue_along, decoding=Settings.decoding, seed=None,
-    ):
-        for name, value, allowed in (
-            ("state_key", state_key, STATE_KEYS), ("n_rule", n_rule, N_RULES),
-            ("write_off", write_off, WRITE_OFF_RULES), ("tried_pairs", tried_pairs, TRIED_PAIR_RULES),
-            ("backtrack", backtrack, BACKTRACK_RULES), ("continue_along", continue_along, CONTINUE_RULES),
-            ("decoding", decoding, DECODINGS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    def __init__(self, make_env, scores, env_name, settings=Settings(), seed=None):
         self.make_env, self.scores, self.env_name = make_env, scores, env_name
-        self.history_length, self.omega_k, self.invalid_penalty = history_length, omega_k, invalid_penalty
-        self.g_max = int(adaptive_n(1.0, g_max))  # validates g_max
-        self.state_key, self.n_rule, self.write_off, self.tried_pairs = state_key, n_rule, write_off, tried_pairs
-        self.backtrack, self.continue_along = backtrack, continue_along
-        self.constrained = decoding == "constrained"
+        self.settings = settings.checked()
         self.rng = random.Random(seed)  # the sampled rules' draws
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
@@ -123,7 +104,7 @@ class SPO3Executor(AgentExecutorBase):
         rollout.start_key = first.state_key
         start = await self.scores.lookup_async([first.state_key], version)
         stack, finished = [], []
-        independent = self.backtrack == "none"
+        independent = self.settings.backtrack == "none"
         start_env = await env.fork() if independent and budget > 1 else None  # each episode forks it
         path = Path(env, first, keys=[first.state_key])
         while True:
@@ -156,22 +137,22 @@ class SPO3Executor(AgentExecutorBase):
 
     def _pick(self, stack):
         """The index of the pending branch to backtrack to (--spo3.backtrack)."""
-        if self.backtrack == "recent":
+        if self.settings.backtrack == "recent":
             return len(stack) - 1
-        if self.backtrack == "sampled":
+        if self.settings.backtrack == "sampled":
             return self.rng.randrange(len(stack))
-        if self.backtrack == "best":  # the lowest rank; of equals, the most recent
+        if self.settings.backtrack == "best":  # the lowest rank; of equals, the most recent
             return min(range(len(stack)), key=lambda i: (stack[i].rank, -i))
         return min(range(len(stack)), key=lambda i: (len(stack[i].history), -i))  # shallowest
 
     def _drop(self, stack):
         """The index of the pending branch the rule would take last: dropped when the stack holds more
         branches than trajectories are left."""
-        if self.backtrack == "recent":
+        if self.settings.backtrack == "recent":
             return 0
-        if self.backtrack == "sampled":
+        if self.settings.backtrack == "sampled":
             return self.rng.randrange(len(stack))
-        if self.backtrack == "best":
+        if self.settings.backtrack == "best":
             return max(range(len(stack)), key=lambda i: (stack[i].rank, -i))
         return max(range(len(stack)), key=lambda i: (len(stack[i].history), -i))
 
@@ -181,6 +162,7 @@ class _TaskRollout:
 
     def __init__(self, executor, task, task_id, version, sampling_params, max_length, tokenizer, engine):
         self.x, self.task, self.task_id, self.version = executor, task, task_id, version
+        self.settings = executor.settings
         self.sampling_params, self.max_length, self.tokenizer, self.engine = sampling_params, max_length, tokenizer, engine
         self.uid, self.groups, self.samples = uuid.uuid4().hex[:12], 0, []
         self.start_key, self.path_index = None, 0  # path_index: trajectories finished before this one
@@ -198,13 +180,14 @@ class _TaskRollout:
             n = self._n(key, here, 0)
             limit = context_limit(self.sampling_params, self.max_length)
             context = step_context(
-                self.tokenizer, x.env_name, self.task, path.history, path.observation, x.history_length, limit
+                self.tokenizer, x.env_name, self.task, path.history, path.observation, self.settings.history_length, limit
             )
             if n == 0 or context is None:  # truncation: the state is written off, or the context cannot fit
                 path.env.close()
                 return path, True
             outputs = await generate(
-                self.engine, context, self.sampling_params, n, self.max_length, path.observation if x.constrained else None
+                self.engine, context, self.sampling_params, n, self.max_length,
+                path.observation if self.settings.decoding == "constrained" else None,
             )
             actions = [chosen_action(path.observation, o) for o in outputs]
             # one candidate ranks alone: no actor round trip for it
@@ -217,7 +200,7 @@ class _TaskRollout:
                 self.keyed(o, path.observation) for o in await asyncio.gather(*(e.step(a) for e, a in zip(envs, choices)))
             ]
             after = await scores.lookup_async([o.state_key for o in observations], self.version)
-            progress = "raw_score" if x.write_off == "branch" else "score"  # a dead end is no solved state
+            progress = "raw_score" if self.settings.write_off == "branch" else "score"  # a dead end is no solved state
             score, scores_next = float(here[progress][0]), after[progress]
             rewards, parts = self._rewards(path.observation, score, int(here["n_total"][0]), scores_next, observations)
             if trained:
@@ -226,15 +209,15 @@ class _TaskRollout:
             was_tried = [tried[actions.index(a)] for a in choices]
             ranked = self._rank(rewards, was_tried, dead)
             # the path goes on along the best-ranked candidate, or along the action of a sampled member
-            best = ranked[0] if x.continue_along == "best" else choices.index(actions[x.rng.choice(members)])
+            best = ranked[0] if self.settings.continue_along == "best" else choices.index(actions[x.rng.choice(members)])
             self.stats["continuation_steps" if self.path_index else "main_steps"] += 1
             self.stats["fork_steps"] += len(choices) - 1
             for j in reversed([j for j in ranked if j != best]):  # worst first: the next-best ends on top of the stack
-                if (x.write_off == "branch" and dead[j]) or (x.tried_pairs == "steer" and not choices[j]):
+                if (self.settings.write_off == "branch" and dead[j]) or (self.settings.tried_pairs == "steer" and not choices[j]):
                     envs[j].close()  # it would end at once, or repeat this state
                 else:
-                    rank = (x.tried_pairs == "steer" and was_tried[j], -float(rewards[j]))
-                    stack.append(path.advance(envs[j], choices[j], observations[j], x.write_off == "branch", rank))
+                    rank = (self.settings.tried_pairs == "steer" and was_tried[j], -float(rewards[j]))
+                    stack.append(path.advance(envs[j], choices[j], observations[j], self.settings.write_off == "branch", rank))
             while len(stack) > max(branches_wanted, 0):
                 stack.pop(x._drop(stack)).env.close()
             group_id = f"{self.uid}/{self.groups}"
@@ -256,18 +239,18 @@ class _TaskRollout:
 
     def _n(self, key, looked_up, i):
         """n at a state (eq. 3) from a lookup's row i."""
-        if self.x.n_rule == "fixed":
-            return self.x.g_max
+        if self.settings.n_rule == "fixed":
+            return self.settings.g_max
         # a task's start state is never written off: its n comes from the score without the rule
-        at_start = self.x.write_off == "branch" and key == self.start_key
+        at_start = self.settings.write_off == "branch" and key == self.start_key
         score = looked_up["raw_score" if at_start else "score"][i]
-        return int(adaptive_n(score, self.x.g_max))
+        return int(adaptive_n(score, self.settings.g_max))
 
     def _members(self, actions, tried, n):
         """-> (indices of the samples that form the group, trained?)."""
         if n < 2:
             return [0], False
-        if self.x.tried_pairs == "steer":
+        if self.settings.tried_pairs == "steer":
             return list(range(n)), True
         # "filter": invalid outputs, and valid actions not tried before here (nor earlier in this group)
         members, seen = [], set()
@@ -280,10 +263,10 @@ class _TaskRollout:
     def _rank(self, rewards, was_tried, dead):
         """Candidate indices, best first: by step reward, after (under the default rules) the
         candidates that lead to a dead end or repeat a pair tried before."""
-        x = self.x
+        rules = self.settings
         return sorted(
             range(len(rewards)),
-            key=lambda j: (x.write_off == "branch" and dead[j], x.tried_pairs == "steer" and was_tried[j], -rewards[j]),
+            key=lambda j: (rules.write_off == "branch" and dead[j], rules.tried_pairs == "steer" and was_tried[j], -rewards[j]),
         )
 
     def keyed(self, observation, previous=None):
@@ -292,9 +275,9 @@ class _TaskRollout:
         action keeps the previous key: the state did not change."""
         if previous is not None and not observation.valid:
             return dataclasses.replace(observation, state_key=previous.state_key)
-        if self.x.state_key == "env":
+        if self.settings.state_key == "env":
             return observation
-        parts = (self.task_id, observation.text) if self.x.state_key == "task_obs" else (observation.text,)
+        parts = (self.task_id, observation.text) if self.settings.state_key == "task_obs" else (observation.text,)
         return dataclasses.replace(observation, state_key=state_digest(*parts))
 
     def _rewards(self, observation, score, n_total, scores_next, observations):
@@ -302,8 +285,8 @@ class _TaskRollout:
         success = np.array([o.won for o in observations])
         invalid = np.array([not o.valid for o in observations])
         rewards = step_reward(
-            score, scores_next, n_total, novel, success, self.x.omega_k, invalid, self.x.invalid_penalty
+            score, scores_next, n_total, novel, success, self.settings.omega_k, invalid, self.settings.invalid_penalty
         )
-        w = float(novelty_weight(n_total, self.x.omega_k))
+        w = float(novelty_weight(n_total, self.settings.omega_k))
         parts = {"novel": novel.tolist(), "success": success.tolist(), "invalid": invalid.tolist(), "novelty_weight": [w] * len(observations)}
         return np.asarray(rewards, dtype=float), parts

@@ -44,11 +44,10 @@ class TrajectoryStep:
 class GRPOExecutor(AgentExecutorBase):
     """`make_env(label)` -> an async env (RemoteEnv, LocalEnv)."""
 
-    advantage_estimator = "group_norm"  # its step samples train with trajectory-level group_norm
+    advantage_estimator = "step_grpo"  # its step samples train with trajectory-level group_norm
 
-    def __init__(self, make_env, env_name, history_length=Settings.history_length, decoding=Settings.decoding):
-        self.make_env, self.env_name, self.history_length = make_env, env_name, history_length
-        self.constrained = decoding == "constrained"
+    def __init__(self, make_env, env_name, settings=Settings()):
+        self.make_env, self.env_name, self.settings = make_env, env_name, settings.checked()
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: as for SPO3Executor ({"label": ..., "trajectories": B} or a dataset label)."""
@@ -112,11 +111,11 @@ class GRPOExecutor(AgentExecutorBase):
         limit = context_limit(sampling_params, max_length)
         cut = False
         while not observation.done:
-            context = step_context(tokenizer, self.env_name, task, history, observation, self.history_length, limit)
+            context = step_context(tokenizer, self.env_name, task, history, observation, self.settings.history_length, limit)
             if context is None:  # the context cannot fit: the episode ends here, as it is
                 cut = True
                 break
-            (output,) = await generate(engine, context, sampling_params, 1, max_length, observation if self.constrained else None)
+            (output,) = await generate(engine, context, sampling_params, 1, max_length, observation if self.settings.decoding == "constrained" else None)
             action = chosen_action(observation, output)
             following = await env.step(action)
             steps.append(

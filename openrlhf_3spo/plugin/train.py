@@ -1,11 +1,8 @@
 """`openrlhf-3spo train`: OpenRLHF's own PPO entry point (`python -m openrlhf.cli.train_ppo_ray`),
-which trains with 3SPO (or GiGPO).
+with the plugin loaded (`compat.load_plugin`): the step modes' estimators, `--spo3.*` and their checks.
 
 OpenRLHF builds its parser and validates arguments in its module's `__main__` block, then calls
-`train(args)`. This runs that block as it is. Where OpenRLHF carries the patch series of patches/,
-OpenRLHF itself loads the plugin, which adds `--spo3.*` and the `3spo` and `gigpo` estimators (`plugin.py`). On
-OpenRLHF 0.11.2 as released, the parser learns them here, Ray starts with the plugin's worker setup
-hook, and the driver registers the plugin before training (`register.py`). Either way
+`train(args)`; this runs that block as it is, with `CLI_SUBSTITUTED` in place while it runs.
 `--advantage_estimator` is an alias of `--algo.advantage.estimator`, `--dry-run` stops after
 validation and prints the resolved configuration, and `--cpu` runs the same trainer on a machine
 with no GPU, for tiny models (`cpu.py`).
@@ -25,12 +22,19 @@ from types import SimpleNamespace
 from unittest import mock
 
 from openrlhf_3spo.agents import step_estimator
-from openrlhf_3spo.openrlhf import PLUGIN_ESTIMATORS
-from openrlhf_3spo.openrlhf import cpu as cpu_mode
-from openrlhf_3spo.settings import Settings, add_flags
+from openrlhf_3spo.plugin import STEP_ESTIMATORS
+from openrlhf_3spo.plugin import cpu as cpu_mode
+from openrlhf_3spo.settings import Settings
 
-ESTIMATOR_DEST = "algo.advantage.estimator"
 DATA_FILES = (".json", ".jsonl", ".parquet", ".csv", ".arrow")  # a dataset named by one is a local file
+
+
+# (module, symbol, what replaces it) while OpenRLHF's CLI module runs, on both installs
+CLI_SUBSTITUTED = (
+    ("ray", "is_initialized", "starts Ray with the plugin's runtime env (`ray_runtime_env`), then True: "
+     "OpenRLHF's `train` asks it first"),
+    ("openrlhf.utils", "get_strategy", "stops a --dry-run; otherwise shows what the imports wrote to stderr"),
+)
 
 
 class _DryRun(Exception):
@@ -56,12 +60,12 @@ def problems(args, cpu=False):
     if agent_estimator and agent_estimator != estimator:
         return [f"the agent function {os.path.basename(agent)} trains with --advantage_estimator {agent_estimator}, "
                 f"not {estimator}"]
-    if estimator not in PLUGIN_ESTIMATORS and agent_estimator is None:  # OpenRLHF's own modes: its own checks
+    if estimator not in STEP_ESTIMATORS and agent_estimator is None:  # OpenRLHF's own modes: its own checks
         return []
     found = [f"{flag} {path}: no such file or folder" for flag, path in _local_paths(args) if not os.path.exists(path)]
     if agent_estimator != estimator:
         found.append(f"--advantage_estimator {estimator} needs --train.agent_func_path naming a {estimator} agent "
-                     f"function (its path: openrlhf-3spo agent-file alfworld {estimator})")
+                     f"function (its path: openrlhf-3spo agent-file alfworld {STEP_ESTIMATORS[estimator]})")
     # the step modes (3SPO, step-wise GRPO, GiGPO) train on whole batches of tasks, generated in step
     checks = [
         (not args.train.async_enable, "the step modes need synchronous rollouts: drop --train.async_enable"),
@@ -85,14 +89,6 @@ def _one_line_error(message):
     sys.exit(f"openrlhf-3spo: error: {message}")
 
 
-def _extend(parser):
-    parser.error = _one_line_error  # not OpenRLHF's whole usage text
-    for action in parser._actions:
-        if action.dest == ESTIMATOR_DEST and action.choices:
-            action.choices = list(action.choices) + [name for name in PLUGIN_ESTIMATORS if name not in action.choices]
-    add_flags(parser)
-
-
 @contextlib.contextmanager
 def _stderr_held(held):
     """What runs inside writes to stderr, C libraries included (file descriptor 2), into `held`, a
@@ -113,54 +109,48 @@ def _stderr_held(held):
 
 @contextlib.contextmanager
 def _running_openrlhf(argv, dry_run, cpu, show_held):
-    """While OpenRLHF's CLI module runs: its argv; Ray started for the run (its setup hook registers
-    the plugin in every worker); a --dry-run stopped before training. On OpenRLHF 0.11.2 as released,
-    also the parser extended with 3SPO's flags and checks; where OpenRLHF has the patch series, it
-    loads the plugin itself (`plugin.py`)."""
+    """While OpenRLHF's CLI module runs: its argv, and `CLI_SUBSTITUTED`. On OpenRLHF 0.11.2 as
+    released, also the parser that reads the plugin's registrations (`compat.ParserWithPlugins`)."""
     import ray
 
     import openrlhf.utils
-    from openrlhf_3spo.openrlhf import openrlhf_has_plugin_hooks
-    from openrlhf_3spo.openrlhf.register import ray_runtime_env, register
+    from openrlhf_3spo.plugin import compat
 
-    parse_args = argparse.ArgumentParser.parse_args
-    get_strategy = openrlhf.utils.get_strategy
-    hooked = openrlhf_has_plugin_hooks()
+    get_strategy, is_initialized = openrlhf.utils.get_strategy, ray.is_initialized
 
-    def start_ray():
-        if not dry_run and not ray.is_initialized():
+    def ray_started():
+        if not dry_run and not is_initialized():
             ray.init(runtime_env=ray_runtime_env(cpu), **(cpu_mode.ray_init_resources() if cpu else {}))
-
-    def parse_with_spo3(parser, args=None, namespace=None):
-        if not any(action.dest == ESTIMATOR_DEST for action in parser._actions):  # not OpenRLHF's parser
-            return parse_args(parser, args, namespace)
-        _extend(parser)
-        ns = parse_args(parser, argv, namespace)
-        from openrlhf.utils.config import hierarchize
-
-        found = problems(hierarchize(ns), cpu)
-        if found:
-            _one_line_error(found[0])
-        start_ray()
-        return ns
+        return True
 
     def strategy_or_stop(args):
         if dry_run:
             raise _DryRun(args)
         show_held()  # the run validated
-        if not hooked:
-            register()
         return get_strategy(args)
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(mock.patch.object(sys, "argv", ["train_ppo_ray", *argv]))
+        stack.enter_context(mock.patch.object(ray, "is_initialized", ray_started))
         stack.enter_context(mock.patch.object(openrlhf.utils, "get_strategy", strategy_or_stop))
-        if hooked:
-            start_ray()
-        else:
-            stack.enter_context(mock.patch.object(argparse.ArgumentParser, "parse_args", parse_with_spo3))
-        stack.enter_context(mock.patch.object(ray, "is_initialized", (lambda: True) if dry_run else ray.is_initialized))
+        if not compat.openrlhf_has_plugin_hooks():
+            sys.modules["argparse"] = compat.argparse_with_plugins()  # as the CLI module's `import argparse` finds it
+            stack.callback(sys.modules.__setitem__, "argparse", argparse)
         yield
+
+
+def ray_runtime_env(cpu=False):
+    """The runtime env for ray.init / ray job submit: OpenRLHF's own env vars, the worker setup hook
+    that loads the plugin, and under --cpu the CPU mode's environment."""
+    from openrlhf_3spo.plugin.compat import RAY_WORKER_SETUP_HOOK
+
+    env = {
+        "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+        "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+        "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1"),
+        **(cpu_mode.runtime_env_vars() if cpu else {}),
+    }
+    return {"env_vars": env, "worker_process_setup_hook": RAY_WORKER_SETUP_HOOK}
 
 
 def _plain(value):
@@ -175,7 +165,7 @@ def main(argv):
     # OpenRLHF <= 0.10's flag name, as users know it
     argv = ["--algo.advantage.estimator" if a == "--advantage_estimator" else a for a in argv]
     argv = [a.replace("--advantage_estimator=", "--algo.advantage.estimator=", 1) for a in argv]
-    from openrlhf_3spo.openrlhf.register import check_openrlhf_version
+    from openrlhf_3spo.plugin import compat
 
     # torch's note on the pynvml package it imports: nothing a user can act on, and it would stand
     # before a one-line error
@@ -195,10 +185,11 @@ def main(argv):
     with contextlib.redirect_stdout(printed if dry_run else stdout):
         try:
             with _stderr_held(held):
-                check_openrlhf_version()
+                compat.check_openrlhf_version()
                 if cpu:
                     argv = cpu_mode.cpu_argv(argv)
                     cpu_mode.enter()
+                compat.load_plugin()
                 importlib.import_module("openrlhf.cli.train_ppo_ray")  # for its imports; its __main__ block runs below
         except (RuntimeError, ValueError) as error:
             _one_line_error(error)

@@ -1,12 +1,12 @@
-"""SamplesGenerator for the step-sample agent modes (3SPO, and the step-wise GRPO baseline): one
-Experience per trained step sample.
+"""SamplesGenerator for the step-sample agent modes (3SPO, step-wise GRPO, GiGPO): one Experience
+per trained step sample.
 
 Their executors return a whole task per call: its step samples and finished trajectories. Each
 trained step becomes a single-turn response (context + action tokens) that OpenRLHF's own code turns
 into an Experience, so masks, truncation and log-probs are handled as for any other sample; its
 group id (and, for GRPO, trajectory id), score, n and reward parts ride in `info`. Under 3SPO, the
-finished trajectories are staged in the state-score table right away: they count only from the next
-version, which the experience maker starts once the batch's advantages are computed.
+finished trajectories are staged in the state-score table right away; the table's next version,
+in which they count, starts once the batch is generated.
 """
 
 import copy
@@ -19,8 +19,8 @@ from openrlhf.trainer.ppo_utils.samples_generator import SamplesGenerator
 from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
-from openrlhf_3spo.openrlhf.experience_maker import ENV_REWARD_KEY, GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
-from openrlhf_3spo.openrlhf.scores import start_state_scores
+from openrlhf_3spo.plugin.advantages import ENV_REWARD_KEY, GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
+from openrlhf_3spo.plugin.scores import start_state_scores
 from openrlhf_3spo.settings import Settings
 
 STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
@@ -79,7 +79,7 @@ def pad_for_equal_work(experiences, args):
     return experiences + pads
 
 
-class SPO3SamplesGenerator(SamplesGenerator):
+class StepSamplesGenerator(SamplesGenerator):
     """OpenRLHF's samples generator, which also runs the step-sample agent modes and, under 3SPO,
     starts the run's state-score actors (the trainer's process holds them for the run)."""
 
@@ -114,6 +114,8 @@ class SPO3SamplesGenerator(SamplesGenerator):
         experiences, consumed, exhausted = self._generate_vllm(
             self._dataloader_iter, self.args.rollout.batch_size, dynamic_filtering=False, **generate_kwargs
         )
+        if self.state_scores is not None:  # the batch's trajectories count from the next version on
+            self.state_scores.advance()
         padded = pad_for_equal_work(experiences, self.args)
         self.spo3_stats["padded_samples"] = len(padded) - len(experiences)
         experiences = padded

@@ -1,5 +1,5 @@
 """The run's state-score actors, as the OpenRLHF side sees them: started by the samples generator in
-the trainer's process, found by name everywhere else (experience maker, checkpoints, rollouts)."""
+the trainer's process, found by name everywhere else (trainer callback, rollouts)."""
 
 import functools
 import os
@@ -23,7 +23,7 @@ def start_state_scores(args):
     """Starts the run's StateScores (or finds them, if started already); None without 3SPO."""
     if not uses_3spo(args):
         return None
-    from openrlhf_3spo.state.actor import StateScores
+    from openrlhf_3spo.state.client import StateScores
 
     spo3 = args.spo3
     return StateScores.create(
@@ -33,13 +33,12 @@ def start_state_scores(args):
         alpha=spo3.alpha,
         xi=spo3.xi,
         zeta=spo3.zeta,
-        g_max=spo3.g_max,
     )
 
 
 @functools.cache
 def _connect(name, shards):
-    from openrlhf_3spo.state.actor import StateScores
+    from openrlhf_3spo.state.client import StateScores
 
     return StateScores.connect(name, shards)
 

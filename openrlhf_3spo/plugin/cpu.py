@@ -3,10 +3,9 @@ on a machine with no GPU, to check a configuration end to end before GPU time. A
 tiny models: every stage of the pipeline runs, slowly, and nothing worth keeping is trained.
 
 OpenRLHF 0.11.2 assumes CUDA in a few places. `apply()` makes them CPU-safe in each process that runs
-them: the driver (`train.py`), every Ray worker (the setup hook, `register.py`) and vLLM's engine-core
-process (vLLM's general-plugin entry point, `vllm_plugin`). Where OpenRLHF has the patch series,
-its plugin loading calls `apply()` in the driver and the Ray workers (`plugin.py`). `CPU_PATCHED`
-lists what it changes.
+them: the driver (`train.py`), every Ray worker (the plugin's `register`, which Ray's worker setup
+hook calls) and vLLM's engine-core process (vLLM's general-plugin entry point, `vllm_plugin`).
+`CPU_PATCHED` lists what it changes.
 """
 
 import functools
