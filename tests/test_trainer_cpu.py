@@ -138,7 +138,7 @@ def test_3spo_recipe_trains_two_steps_through_the_real_trainer(spo3_run, workspa
     assert sorted(steps) == [1, 2]
     for step, status in steps.items():
         assert status["spo3/version"] == step  # the table advances once per step
-        assert status["spo3/steps_per_task"] > 0 and "spo3/states_with_n_4" in status
+        assert status["spo3/steps_per_task"] > 0 and status["spo3/steps_with_n_4"] > 0  # the n each step drew
         assert "spo3_group" not in status  # ids are not metrics
     assert steps[1]["actor_grad_norm"] > 0  # mixed rewards in a group: non-zero advantages
     _check_weights_reach_vllm(out, workspace, weights)

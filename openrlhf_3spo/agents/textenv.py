@@ -15,7 +15,9 @@ from openrlhf.utils.agent import AgentExecutorBase, AgentInstanceBase, MultiTurn
 
 from openrlhf_3spo.envs.base import root_of_label
 from openrlhf_3spo.envs.pool import EnvPool
-from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+from openrlhf_3spo.envs.prompting import parse_action
+from openrlhf_3spo.rollout.episode import Episode
+from openrlhf_3spo.rollout.evaluation import eval_episode
 from openrlhf_3spo.rollout.executor import SPO3Executor
 from openrlhf_3spo.rollout.grpo import GRPOExecutor
 from openrlhf_3spo.rollout.step import task_label
@@ -62,9 +64,9 @@ def remote_env_maker(settings):
     return make_remote_env
 
 
-def grpo_executor(env_name, settings):
-    """Step-wise GRPO with the run's settings: the baseline, and every step mode's eval episode."""
-    return GRPOExecutor(remote_env_maker(settings), env_name, settings)
+async def eval_episode_with(settings, env_name, prompt, label, *args, **kwargs):
+    """Every step mode's eval episode, with the run's settings: one plain episode, nothing recorded."""
+    return await eval_episode(remote_env_maker(settings), env_name, settings, prompt, label, *args, **kwargs)
 
 
 def is_eval(label):
@@ -94,28 +96,6 @@ def next_user_turn(tokenizer, content):
     return feedback[len(eos) :] if eos and feedback.startswith(eos) else feedback
 
 
-class EpisodeState:
-    """The agent-side view of one episode: task, history, last observation; renders step prompts."""
-
-    def __init__(self, env_name, task, observation, history_length):
-        self.env_name, self.task, self.observation = env_name, task, observation
-        self.history = []  # (observation text, action text) pairs
-        self.history_length = history_length
-
-    def prompt(self):
-        obs = self.observation
-        return render_prompt(self.env_name, self.task, self.history, obs.text, obs.admissible_actions, self.history_length)
-
-    def action_for(self, output_text):
-        """The admissible action the model chose, or "" (an invalid action) when there is none."""
-        return parse_action(output_text, self.observation.admissible_actions) or ""
-
-    def advance(self, action, observation):
-        self.history.append((self.observation.text, action or "(invalid action)"))
-        self.observation = observation
-
-
-
 # ---- the agent-function classes; the files in this folder pick an env -------------------------
 
 
@@ -130,18 +110,20 @@ class TextEnvInstance(AgentInstanceBase):
         self.tokenizer = label["tokenizer"]
         self.env = await remote_env_maker(settings)(label["label"])
         observation = await self.env.reset()
-        self.episode = EpisodeState(label["env_name"], await self.env.get("task"), observation, settings.history_length)
-        return {"observation": user_turn(self.tokenizer, self.episode.prompt())}
+        self.env_name, self.history_length = label["env_name"], settings.history_length
+        self.episode = Episode.start(self.env, await self.env.get("task"), observation)
+        return {"observation": user_turn(self.tokenizer, self.episode.prompt(self.env_name, self.history_length))}
 
     async def step(self, states, **kwargs):
-        action = self.episode.action_for(states["action_text"])
+        # the admissible action the model chose, or "" (an invalid action) when there is none
+        action = parse_action(states["action_text"], self.episode.observation.admissible_actions) or ""
         observation = await self.env.step(action)
-        self.episode.advance(action, observation)
+        self.episode = self.episode.advance(action, observation)
         if observation.done:
             self.env.close()
             feedback = ""
         else:
-            feedback = next_user_turn(self.tokenizer, self.episode.prompt())
+            feedback = next_user_turn(self.tokenizer, self.episode.prompt(self.env_name, self.history_length))
         return {
             "rewards": torch.tensor(observation.reward),
             "scores": float(observation.won),
@@ -179,8 +161,8 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
 
     async def execute(self, prompt, label, *args, **kwargs):
         settings = Settings.from_label(label)
-        if is_eval(label):  # one plain episode: no branching, nothing recorded
-            return await grpo_executor(self.env_name, settings).evaluate(prompt, label, *args, **kwargs)
+        if is_eval(label):
+            return await eval_episode_with(settings, self.env_name, prompt, label, *args, **kwargs)
         return await self._executor(settings).execute(prompt, label, *args, **kwargs)
 
     @functools.lru_cache(maxsize=4)
@@ -199,7 +181,7 @@ class GRPOTextEnvExecutor(AgentExecutorBase):
     advantage_estimator = GRPOExecutor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
-        executor = grpo_executor(self.env_name, Settings.from_label(label))
+        settings = Settings.from_label(label)
         if is_eval(label):
-            return await executor.evaluate(prompt, label, *args, **kwargs)
-        return await executor.execute(prompt, label, *args, **kwargs)
+            return await eval_episode_with(settings, self.env_name, prompt, label, *args, **kwargs)
+        return await GRPOExecutor(remote_env_maker(settings), self.env_name, settings).execute(prompt, label, *args, **kwargs)

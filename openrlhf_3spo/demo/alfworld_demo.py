@@ -207,18 +207,18 @@ async def evaluate(policy, games, args, temperature=0.0, episodes=1, seed=0):
     Greedy by default; sampled episodes draw from their own generator, not the training's."""
     import copy
 
-    from openrlhf_3spo.rollout.grpo import GRPOExecutor
+    from openrlhf_3spo.rollout.evaluation import eval_episode
 
     async def make_env(game_file):
         return LocalEnv(ALFWorldEnv(game_file, max_steps=args.max_steps))
 
-    executor = GRPOExecutor(make_env, "alfworld", Settings(history_length=args.history_length))
+    settings = Settings(history_length=args.history_length)
     sampler = copy.copy(policy)  # the same weights
     sampler.rng = np.random.default_rng(seed)
     params, wins = _sampling_params(temperature), 0
     for game in games:
         for _ in range(episodes):
-            out = await executor.evaluate(game, game, params, args.max_length, sampler.tokenizer, sampler)
+            out = await eval_episode(make_env, "alfworld", settings, game, game, params, args.max_length, sampler.tokenizer, sampler)
             wins += out["reward"]  # task success, 1 or 0
     return wins / (len(games) * episodes)
 

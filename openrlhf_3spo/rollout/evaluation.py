@@ -1,13 +1,15 @@
 """Evaluation as the published tables report it: one plain episode per task (the eval temperature, one
 sample per step, nothing recorded), success per ALFWorld task type and overall, WebShop score and
-success. The same prompts and episode code as training (`GRPOExecutor.evaluate`)."""
+success. `eval_episode` is every step mode's eval episode, in OpenRLHF's eval and in `evaluate`: the
+same prompts and episode code as training (`episode.play`)."""
 
 import asyncio
 import json
 
 from tqdm import tqdm
 
-from openrlhf_3spo.rollout.grpo import GRPOExecutor
+from openrlhf_3spo.rollout.episode import Episode, play
+from openrlhf_3spo.rollout.step import task_label
 
 # ALFWorld task types as the papers' columns name them
 ALFWORLD_COLUMNS = {
@@ -20,14 +22,39 @@ ALFWORLD_COLUMNS = {
 }
 
 
+async def eval_episode(make_env, env_name, settings, prompt, label, sampling_params, max_length, tokenizer, engine):
+    """One plain episode (one sample per step, nothing recorded), as OpenRLHF's single-response
+    output whose reward is task success (1 or 0): what the eval metrics of every step mode count.
+    WebShop episodes also report the purchase score."""
+    label = task_label(label)[0]
+    env = await make_env(label)
+    first = await env.reset()
+    task = await env.get("task")
+    steps, ended, _ = await play(Episode.start(env, task, first), env_name, settings, sampling_params, max_length, tokenizer, engine)
+    score = await env.get("score") if env_name == "webshop" else None
+    env.close()
+    context, action = (steps[-1]["context_ids"], steps[-1]["action_ids"]) if steps else ([], [])
+    won = float(ended.observation.won)
+    return {
+        "prompt": prompt,
+        "label": label,
+        "observation_tokens": context + action,
+        "action_ranges": [(len(context), len(context) + len(action))],
+        "rollout_log_probs": None,
+        "reward": won,
+        "scores": won,
+        "extra_logs": {"won": won, "steps": float(len(steps)), "score": float(score or 0.0)},
+    }
+
+
 async def evaluate_tasks(rows, env_name, make_env, settings, sampling_params, max_length, tokenizer, engine):
     """One episode per dataset row, all in flight at once. -> one result per row:
     {"label", "won", "score", "steps"}."""
-    executor = GRPOExecutor(make_env, env_name, settings)
     bar = tqdm(total=len(rows), desc=f"evaluate {env_name}", unit="task")
 
     async def one(row):
-        out = await executor.evaluate(row["input"], {"label": row["label"], "eval": True}, sampling_params, max_length, tokenizer, engine)
+        out = await eval_episode(make_env, env_name, settings, row["input"], {"label": row["label"], "eval": True},
+                                 sampling_params, max_length, tokenizer, engine)
         bar.update()
         logs = out["extra_logs"]
         return {"label": row["label"], "won": bool(logs["won"]), "score": logs["score"], "steps": int(logs["steps"])}

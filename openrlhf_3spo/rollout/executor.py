@@ -36,7 +36,8 @@ from openrlhf.utils.agent import AgentExecutorBase
 
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
-from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, step_context, task_label
+from openrlhf_3spo.rollout.episode import Episode
+from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, task_label
 from openrlhf_3spo.settings import Settings
 
 
@@ -65,20 +66,26 @@ class StepSample:
 
 
 @dataclass
-class Path:
-    """A trajectory in progress: its env, last observation, history, and the keys it will record."""
+class DecisionPoint:
+    """One state's group: its n samples, the distinct actions they name (`choices`), each run in
+    its own env, and (once scored) each choice's step reward."""
 
-    env: object
-    observation: object
-    history: list = field(default_factory=list)  # (observation text, action) pairs
-    keys: list = field(default_factory=list)
-    rank: tuple = ()  # a pending branch's rank at its decision point (lower is better)
-
-    def advance(self, env, action, observation, from_here=False, rank=()):
-        """The path one step on; `from_here`: it records only from this state on (a branch)."""
-        history = self.history + [(self.observation.text, action or "(invalid action)")]
-        keys = [self.observation.state_key] if from_here else self.keys
-        return Path(env, observation, history, keys + [observation.state_key], rank)
+    observation: object  # s_t
+    context: list
+    n: int
+    outputs: list
+    actions: list  # per sample: the admissible action it names, or ""
+    tried: list  # per sample: was (s_t, action) tried before
+    members: list  # the samples that form the group
+    trained: bool
+    choices: list  # per distinct action of the members
+    envs: list
+    observations: list  # s_t+1 per choice
+    score: float = 0.0
+    scores_next: object = None
+    rewards: object = None
+    parts: dict = field(default_factory=dict)
+    dead: list = field(default_factory=list)
 
 
 class SPO3Executor(AgentExecutorBase):
@@ -106,7 +113,7 @@ class SPO3Executor(AgentExecutorBase):
         stack, finished = [], []
         independent = self.settings.backtrack == "none"
         start_env = await env.fork() if independent and budget > 1 else None  # each episode forks it
-        path = Path(env, first, keys=[first.state_key])
+        path = Episode.start(env, task, first)
         while True:
             rollout.path_index = len(finished)
             ended = await rollout.follow(path, stack, 0 if independent else budget - len(finished) - 1)
@@ -114,7 +121,7 @@ class SPO3Executor(AgentExecutorBase):
             if len(finished) >= budget or not (stack or independent):
                 break
             if independent:
-                path = Path(await start_env.fork(), first, keys=[first.state_key])
+                path = Episode.start(await start_env.fork(), task, first)
             else:
                 path = stack.pop(self._pick(stack))
                 rollout.stats["backtrack_depths"].append(len(path.history) - 1)  # depth of its decision point
@@ -173,69 +180,99 @@ class _TaskRollout:
     async def follow(self, path, stack, branches_wanted):
         """Runs a path to its end; pushes the other ranked candidates of each decision point on
         `stack` (at most `branches_wanted` kept). -> (final path, truncated?)"""
-        x, scores = self.x, self.x.scores
         while not path.observation.done:
             key = path.observation.state_key
-            here = await scores.lookup_async([key], self.version)
-            n = self._n(key, here, 0)
+            here = await self.x.scores.lookup_async([key], self.version)
+            n = self._n(key, here, 0)  # eq. 3
             limit = context_limit(self.sampling_params, self.max_length)
-            context = step_context(
-                self.tokenizer, x.env_name, self.task, path.history, path.observation, self.settings.history_length, limit
-            )
+            context = path.context(self.tokenizer, self.x.env_name, self.settings.history_length, limit)
             if n == 0 or context is None:  # truncation: the state is written off, or the context cannot fit
                 path.env.close()
                 return path, True
-            outputs = await generate(
-                self.engine, context, self.sampling_params, n, self.max_length,
-                path.observation if self.settings.decoding == "constrained" else None,
-            )
-            actions = [chosen_action(path.observation, o) for o in outputs]
-            # one candidate ranks alone: no actor round trip for it
-            tried = await scores.is_tried_async([(key, a) for a in actions]) if n >= 2 else [False]
-            members, trained = self._members(actions, tried, n)
-            # each distinct action runs once, in its own env: the env is deterministic
-            choices = list(dict.fromkeys(actions[i] for i in members))
-            envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in choices[1:])))
-            observations = [
-                self.keyed(o, path.observation) for o in await asyncio.gather(*(e.step(a) for e, a in zip(envs, choices)))
-            ]
-            after = await scores.lookup_async([o.state_key for o in observations], self.version)
-            progress = "raw_score" if self.settings.write_off == "branch" else "score"  # a dead end is no solved state
-            score, scores_next = float(here[progress][0]), after[progress]
-            rewards, parts = self._rewards(path.observation, score, int(here["n_total"][0]), scores_next, observations)
-            if trained:
-                await scores.mark_tried_async([(key, a) for a in choices if a])
-            dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(observations)]
-            was_tried = [tried[actions.index(a)] for a in choices]
-            ranked = self._rank(rewards, was_tried, dead)
-            # the path goes on along the best-ranked candidate, or along the action of a sampled member
-            best = ranked[0] if self.settings.continue_along == "best" else choices.index(actions[x.rng.choice(members)])
-            self.stats["continuation_steps" if self.path_index else "main_steps"] += 1
-            self.stats["fork_steps"] += len(choices) - 1
-            for j in reversed([j for j in ranked if j != best]):  # worst first: the next-best ends on top of the stack
-                if (self.settings.write_off == "branch" and dead[j]) or (self.settings.tried_pairs == "steer" and not choices[j]):
-                    envs[j].close()  # it would end at once, or repeat this state
-                else:
-                    rank = (self.settings.tried_pairs == "steer" and was_tried[j], -float(rewards[j]))
-                    stack.append(path.advance(envs[j], choices[j], observations[j], self.settings.write_off == "branch", rank))
-            while len(stack) > max(branches_wanted, 0):
-                stack.pop(x._drop(stack)).env.close()
-            group_id = f"{self.uid}/{self.groups}"
-            self.groups += 1
-            for i in members:
-                j = choices.index(actions[i])
-                self.samples.append(
-                    StepSample(
-                        context, list(outputs[i].token_ids), output_logprobs(outputs[i]), actions[i],
-                        outputs[i].finish_reason == "length", float(rewards[j]),
-                        **{k: v[j] for k, v in parts.items()}, score=score, score_next=float(scores_next[j]),
-                        group_id=group_id, state_key=key, next_state_key=observations[j].state_key,
-                        continued=j == best, n=n, trained=trained,
-                    )
-                )
-            path = path.advance(envs[best], choices[best], observations[best])
+            point = await self._expand(path, context, n)
+            await self._score(point, here)  # eq. 2
+            best = self._branch(path, point, stack, branches_wanted)
+            self._record(point, best)
+            path = path.advance(point.choices[best], point.observations[best], env=point.envs[best])
         path.env.close()
         return path, False
+
+    async def _expand(self, path, context, n):
+        """n samples at the path's state; each distinct action the group names runs once, in its own
+        fork of the env (the env is deterministic)."""
+        observation, scores = path.observation, self.x.scores
+        outputs = await generate(
+            self.engine, context, self.sampling_params, n, self.max_length,
+            observation if self.settings.decoding == "constrained" else None,
+        )
+        actions = [chosen_action(observation, o) for o in outputs]
+        # one candidate ranks alone: no actor round trip for it
+        tried = await scores.is_tried_async([(observation.state_key, a) for a in actions]) if n >= 2 else [False]
+        members, trained = self._members(actions, tried, n)
+        choices = list(dict.fromkeys(actions[i] for i in members))
+        envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in choices[1:])))
+        stepped = await asyncio.gather(*(e.step(a) for e, a in zip(envs, choices)))
+        return DecisionPoint(
+            observation, context, n, outputs, actions, tried, members, trained, choices, envs,
+            observations=[self.keyed(o, observation) for o in stepped],
+        )
+
+    async def _score(self, point, here):
+        """Each candidate's step reward (eq. 2), from S(s_t) and S(s_t+1) at this version; the
+        group's pairs are marked tried."""
+        scores = self.x.scores
+        after = await scores.lookup_async([o.state_key for o in point.observations], self.version)
+        progress = "raw_score" if self.settings.write_off == "branch" else "score"  # a dead end is no solved state
+        point.score, point.scores_next = float(here[progress][0]), after[progress]
+        point.rewards, point.parts = self._rewards(
+            point.observation, point.score, int(here["n_total"][0]), point.scores_next, point.observations
+        )
+        if point.trained:
+            await scores.mark_tried_async([(point.observation.state_key, a) for a in point.choices if a])
+        point.dead = [self._n(o.state_key, after, j) == 0 for j, o in enumerate(point.observations)]
+
+    def _branch(self, path, point, stack, branches_wanted):
+        """Ranks the candidates, picks the one the path continues along, and pushes the others on
+        the stack as pending branches (at most `branches_wanted` kept). -> the continued index."""
+        rules = self.settings
+        was_tried = [point.tried[point.actions.index(a)] for a in point.choices]
+        ranked = self._rank(point.rewards, was_tried, point.dead)
+        # the path goes on along the best-ranked candidate, or along the action of a sampled member
+        if rules.continue_along == "best":
+            best = ranked[0]
+        else:
+            best = point.choices.index(point.actions[self.x.rng.choice(point.members)])
+        self.stats["continuation_steps" if self.path_index else "main_steps"] += 1
+        self.stats["fork_steps"] += len(point.choices) - 1
+        for j in reversed([j for j in ranked if j != best]):  # worst first: the next-best ends on top of the stack
+            if (rules.write_off == "branch" and point.dead[j]) or (rules.tried_pairs == "steer" and not point.choices[j]):
+                point.envs[j].close()  # it would end at once, or repeat this state
+            else:
+                rank = (rules.tried_pairs == "steer" and was_tried[j], -float(point.rewards[j]))
+                branch = path.advance(
+                    point.choices[j], point.observations[j], env=point.envs[j], from_here=rules.write_off == "branch", rank=rank
+                )
+                stack.append(branch)
+        while len(stack) > max(branches_wanted, 0):
+            stack.pop(self.x._drop(stack)).env.close()
+        return best
+
+    def _record(self, point, best):
+        """The group's step samples: one per member, with its candidate's reward."""
+        group_id = f"{self.uid}/{self.groups}"
+        self.groups += 1
+        for i in point.members:
+            j = point.choices.index(point.actions[i])
+            output = point.outputs[i]
+            self.samples.append(
+                StepSample(
+                    point.context, list(output.token_ids), output_logprobs(output), point.actions[i],
+                    output.finish_reason == "length", float(point.rewards[j]),
+                    **{k: v[j] for k, v in point.parts.items()}, score=point.score, score_next=float(point.scores_next[j]),
+                    group_id=group_id, state_key=point.observation.state_key,
+                    next_state_key=point.observations[j].state_key, continued=j == best, n=point.n, trained=point.trained,
+                )
+            )
 
     def _n(self, key, looked_up, i):
         """n at a state (eq. 3) from a lookup's row i."""
