@@ -174,7 +174,7 @@ def _version():
 
 def build_parser():
     from openrlhf_3spo.agents import MODES
-    from openrlhf_3spo.settings import DECODINGS, Settings
+    from openrlhf_3spo.settings import add_setting
     from openrlhf_3spo.demo.alfworld_demo import add_flags
 
     parser = _Parser(prog="openrlhf-3spo", description=__doc__)
@@ -224,9 +224,8 @@ def build_parser():
     evaluate.add_argument("--temperature", type=float, default=0.4, help="as the published evaluations")
     evaluate.add_argument("--max-tokens", type=int, default=512, help="longest answer per step")
     evaluate.add_argument("--max-length", type=int, default=4096, help="context length (prompt + answer)")
-    evaluate.add_argument("--history-length", type=int, default=2)
-    evaluate.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: the env's own limit)")
-    evaluate.add_argument("--decoding", default=Settings.decoding, choices=DECODINGS, help="as --spo3.decoding")
+    for name in ("history_length", "max_steps", "decoding"):  # as the run's --spo3.* settings
+        add_setting(evaluate, name)
     evaluate.add_argument("--out", default=None, help="also write the results as JSON here")
     evaluate.set_defaults(func=_evaluate)
     return parser

@@ -102,10 +102,18 @@ class Settings:
         return cls(**values).checked() if values else cls()
 
 
+def add_setting(parser, name, flag=None):
+    """One setting as a flag: its type, default, choices and help from `Settings` (`--spo3.NAME` in
+    training; `openrlhf-3spo evaluate` names a few as `--history-length` and the like)."""
+    f = next(f for f in fields(Settings) if f.name == name)
+    parser.add_argument(
+        flag or f"--{name.replace('_', '-')}", type=f.type, default=f.default, choices=f.metadata["choices"],
+        help=f.metadata["help"],
+    )
+
+
 def add_flags(parser):
     """--spo3.NAME for every setting, on an argparse parser."""
     group = parser.add_argument_group("3SPO and step-wise agent modes (openrlhf-3spo)")
     for f in fields(Settings):
-        group.add_argument(
-            f"--spo3.{f.name}", type=f.type, default=f.default, choices=f.metadata["choices"], help=f.metadata["help"],
-        )
+        add_setting(group, f.name, f"--spo3.{f.name}")

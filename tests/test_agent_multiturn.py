@@ -118,6 +118,24 @@ def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
     assert len({s["trajectory_id"] for s in steps}) == 2 and len({s["group_id"] for s in steps}) == 1
 
 
+@pytest.mark.parametrize("mode", ["3spo", "grpo", "gigpo"])
+def test_every_step_mode_plays_its_eval_episode_as_openrlhf_calls_it(tokenizer, mode):
+    """An eval label (the samples generator's, in OpenRLHF's eval): one plain episode, called with
+    OpenRLHF's arguments (`images` included), whose reward is task success."""
+    from openrlhf.trainer.ray.vllm_engine import _load_agent_executor
+    from vllm import SamplingParams
+
+    executor = _load_agent_executor(agent_file("corridor", mode))
+    label = {"label": json.dumps({"env": "corridor", "secret": "ab"}), "eval": True}
+    engine = ScriptedEngine(tokenizer, ["<action>press a</action>", "<action>press b</action>"])
+    params = SamplingParams(max_tokens=16)
+    out = asyncio.run(executor.execute(  # as OpenRLHF's rollout actor calls it: by keyword
+        prompt="p", label=label, sampling_params=params, max_length=4096, hf_tokenizer=tokenizer, llm_engine=engine, images=None,
+    ))
+    assert (out["reward"], out["extra_logs"]["won"], out["extra_logs"]["steps"]) == (1.0, 1.0, 2.0)
+    assert "step_samples" not in out and len(engine.prompts) == 2
+
+
 def test_a_corridor_label_builds_the_corridor():
     from openrlhf_3spo.agents.textenv import make_env
     from openrlhf_3spo.envs.corridor import dataset_rows

@@ -64,9 +64,12 @@ def remote_env_maker(settings):
     return make_remote_env
 
 
-async def eval_episode_with(settings, env_name, prompt, label, *args, **kwargs):
-    """Every step mode's eval episode, with the run's settings: one plain episode, nothing recorded."""
-    return await eval_episode(remote_env_maker(settings), env_name, settings, prompt, label, *args, **kwargs)
+async def eval_episode_with(settings, env_name, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine,
+                            images=None):
+    """Every step mode's eval episode, with the run's settings: one plain episode, nothing recorded.
+    (The arguments of OpenRLHF's `AgentExecutorBase.execute`; there are no images.)"""
+    make_env = remote_env_maker(settings)
+    return await eval_episode(make_env, env_name, settings, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine)
 
 
 def is_eval(label):

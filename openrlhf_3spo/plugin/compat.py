@@ -121,7 +121,8 @@ def load_plugin():
 
 
 def install():
-    """Released OpenRLHF reads the registries above: `SUBSTITUTED`, but the parser (`ParserWithPlugins`)."""
+    """Makes released OpenRLHF read the registries above: every entry of `SUBSTITUTED` but the
+    parser, which `openrlhf-3spo train` puts in place while OpenRLHF's CLI module runs."""
     import openrlhf.trainer.ppo_trainer as ppo_trainer
     from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
 
@@ -144,11 +145,11 @@ def _with_registered_estimators(compute_advantages_and_returns):
 
     @functools.wraps(compute_advantages_and_returns)
     @torch.no_grad()
-    def with_registered_estimators(self, experiences, **kwargs):
+    def with_registered_estimators(self, experiences):
         args = self.strategy.args
         shape_rewards = ADVANTAGE_ESTIMATORS.get(args.algo.advantage.estimator)
         if shape_rewards is None:
-            return compute_advantages_and_returns(self, experiences, **kwargs)
+            return compute_advantages_and_returns(self, experiences)
         for experience in experiences:
             experience.rewards = experience.rewards.to(torch.promote_types(experience.rewards.dtype, torch.float32))
         apply_length_penalties(experiences, args)
