@@ -203,7 +203,7 @@ def _advantages(arm, samples):
 
 async def evaluate(policy, games, args, temperature=0.0, episodes=1, seed=0):
     """Success rate over `episodes` episodes per game, through the eval episode every step mode uses
-    (`GRPOExecutor.evaluate`: the same prompts and parsing as training), on envs outside the budget.
+    (`evaluation.eval_episode`: the same prompts and parsing as training), on envs outside the budget.
     Greedy by default; sampled episodes draw from their own generator, not the training's."""
     import copy
 

@@ -1,12 +1,12 @@
 """The 3SPO agent executor, inside OpenRLHF's vLLM rollout actors.
 
 For one task, with a budget of B trajectories (OpenRLHF's --rollout.n_samples_per_prompt): at each
-decision point s_t it reads S(s_t) and n = ceil(G_max S(s_t)) from the state-score snapshot (eq. 3);
-n = 0 truncates the trajectory, n = 1 takes one action (not trained), n >= 2 asks the engine once
-for n samples of the same context, runs each distinct action in its own fork of the env, scores it
-with the step reward (eq. 2), and makes the n samples one group. The path goes on along the
-best-ranked candidate (or a sampled one, continue_along="sampled"); the others wait on a stack, and
-when a trajectory ends the executor backtracks to a pending branch: the most recent (ranked
+decision point s_t it reads S(s_t) from the state-score snapshot and draws n = ceil(G_max S(s_t))
+candidates (eq. 3); n = 0 truncates the trajectory, n = 1 takes one action (not trained), n >= 2
+asks the engine once for n samples of the same context, runs each distinct action in its own fork
+of the env, scores it with the step reward (eq. 2), and makes the n samples one group. The path goes
+on along the best-ranked candidate (or a sampled one, continue_along="sampled"); the others wait on
+a stack, and when a trajectory ends the executor backtracks to a pending branch: the most recent (ranked
 backtracking DFS, backtrack="recent"), the best-ranked over the whole stack, the shallowest, or a
 sampled one; backtrack="none" runs B independent episodes from the start state instead, each with
 its step groups. `rollout_stats` says where the env steps went.
