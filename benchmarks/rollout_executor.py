@@ -24,6 +24,7 @@ from openrlhf_3spo.demo.smollm2 import smollm2_model_dir, smollm2_tokenizer  # n
 from openrlhf_3spo.envs.corridor import CorridorEnv  # noqa: E402
 from openrlhf_3spo.envs.pool import LocalEnv  # noqa: E402
 from openrlhf_3spo.rollout.executor import SPO3Executor  # noqa: E402
+from openrlhf_3spo.rollout.request import TaskRequest  # noqa: E402
 from openrlhf_3spo.state.local import LocalStateScores  # noqa: E402
 
 
@@ -79,7 +80,7 @@ def overhead(args):
 
             executor = SPO3Executor(make_env, scores, "alfworld", Settings(g_max=args.g_max))
             engine = Timed(InstantEngine(tokenizer), clock, "engine")
-            label = {"label": secret, "trajectories": args.trajectories}
+            label = TaskRequest(secret, trajectories=args.trajectories).to_label()
             out = await executor.execute("p", label, SamplingParams(max_tokens=32), 2048, tokenizer, engine)
             samples += sum(s["trained"] for s in out["step_samples"])
             scores.record([t["keys"] for t in out["trajectories"]], [t["won"] for t in out["trajectories"]])
@@ -126,7 +127,7 @@ def alfworld(args):
         spo3 = SPO3Executor(remote_env_maker(settings), LocalStateScores(), "alfworld", settings)
         start = time.perf_counter()
         outs = await asyncio.gather(
-            *(spo3.execute(r["input"], {"label": r["label"], "trajectories": args.trajectories}, params, max_length, tokenizer, engine) for r in rows)
+            *(spo3.execute(r["input"], TaskRequest(r["label"], trajectories=args.trajectories).to_label(), params, max_length, tokenizer, engine) for r in rows)
         )
         seconds = time.perf_counter() - start
         steps = sum(len(o["step_samples"]) for o in outs)
@@ -139,7 +140,7 @@ def alfworld(args):
         start = time.perf_counter()
         outs = await asyncio.gather(
             *(
-                plain.execute(r["input"], {"label": r["label"], "settings": settings.to_dict()}, copy.deepcopy(params), max_length, tokenizer, engine)
+                plain.execute(r["input"], TaskRequest(r["label"], settings=settings).to_label(), copy.deepcopy(params), max_length, tokenizer, engine)
                 for r in rows
                 for _ in range(args.trajectories)
             )

@@ -95,12 +95,6 @@ class Settings:
         """From the `spo3` namespace of OpenRLHF's parsed args (or any object with the attributes)."""
         return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
 
-    @classmethod
-    def from_label(cls, label):
-        """The run's settings that the samples generator put in a task's label; the defaults without."""
-        values = label.get("settings") if isinstance(label, dict) else None
-        return cls(**values).checked() if values else cls()
-
 
 def add_setting(parser, name, flag=None):
     """One setting as a flag: its type, default, choices and help from `Settings` (`--spo3.NAME` in

@@ -9,6 +9,7 @@ import pytest
 
 from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.envs.alfworld import dataset_rows, game_file_of, load_game
+from openrlhf_3spo.rollout.request import TaskRequest
 
 
 class ScriptedEngine:
@@ -110,7 +111,7 @@ def test_grpo_agent_runs_b_walkthrough_trajectories_in_the_env_pool(tokenizer):
     assert step_estimator(path) == "step_grpo" and step_estimator(agent_file("alfworld", "3spo")) == "3spo"
     assert step_estimator(agent_file("alfworld", "multiturn")) is None
     executor = _load_agent_executor(path)
-    label = {"label": row["label"], "trajectories": 2}
+    label = TaskRequest(row["label"], trajectories=2).to_label()
     out = asyncio.run(executor.execute(row["input"], label, SamplingParams(max_tokens=64), 4096, tokenizer, Walkthrough()))
     assert [(t["won"], t["return"]) for t in out["trajectories"]] == [(True, 10.0), (True, 10.0)]
     steps = out["step_samples"]
@@ -126,7 +127,7 @@ def test_every_step_mode_plays_its_eval_episode_as_openrlhf_calls_it(tokenizer, 
     from vllm import SamplingParams
 
     executor = _load_agent_executor(agent_file("corridor", mode))
-    label = {"label": json.dumps({"env": "corridor", "secret": "ab"}), "eval": True}
+    label = TaskRequest(json.dumps({"env": "corridor", "secret": "ab"}), eval=True).to_label()
     engine = ScriptedEngine(tokenizer, ["<action>press a</action>", "<action>press b</action>"])
     params = SamplingParams(max_tokens=16)
     out = asyncio.run(executor.execute(  # as OpenRLHF's rollout actor calls it: by keyword

@@ -15,6 +15,7 @@ from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.agents.textenv import remote_env_maker
 from openrlhf_3spo.envs.alfworld import dataset_rows, game_file_of, load_game
 from openrlhf_3spo.rollout.evaluation import ALFWORLD_COLUMNS, evaluate_tasks, format_table, summarize
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 
 WINNERS = ("pick_and_place_simple", "pick_clean_then_place_in_recep", "pick_two_obj_and_place")
@@ -127,7 +128,7 @@ def test_3spo_agent_in_eval_runs_one_plain_episode_and_touches_no_table():
 
     executor = _load_agent_executor(agent_file("alfworld", "3spo"))
     engine = Walkthrough()
-    label = {"label": row["label"], "settings": Settings(state_actor="nobody-runs-this").to_dict(), "eval": True}
+    label = TaskRequest(row["label"], settings=Settings(state_actor="nobody-runs-this"), eval=True).to_label()
     out = asyncio.run(executor.execute(row["input"], label, SamplingParams(max_tokens=64), 4096, ByteTokenizer(), engine))
     assert out["reward"] == 1.0 and out["scores"] == 1.0 and out["extra_logs"]["steps"] == len(walkthrough)
     assert "step_samples" not in out and set(engine.n) == {1}

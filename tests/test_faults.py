@@ -22,6 +22,7 @@ from openrlhf_3spo.envs.base import Observation
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.envs.prompting import parse_action
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.state.actor import StateScoreActor, load_actor_snapshot
 from openrlhf_3spo.state.local import LocalStateScores
@@ -67,7 +68,7 @@ def test_settings(case_id, a0, a1):
     found = Settings(**a0).problems()
     assert len(found) == 1 and found[0].startswith(a1), found
     with pytest.raises(ValueError, match=re.escape(a1)):  # labels from a task file are checked the same way
-        Settings.from_label({"label": "task", "settings": dict(Settings().to_dict(), **a0)})
+        TaskRequest.from_label(dict(TaskRequest("task").to_label(), settings=dict(Settings().to_dict(), **a0)))
 
 
 # ---- formulas -----------------------------------------------------------------------------------

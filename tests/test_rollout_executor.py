@@ -13,6 +13,7 @@ from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.rollout.executor import SPO3Executor
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.state.local import LocalStateScores
 
@@ -62,7 +63,7 @@ def run(tokenizer, script, scores, budget=1, secret="ab", max_length=4096, max_t
     executor = SPO3Executor(make_env, scores, "alfworld", Settings(g_max=g_max, **rules))
     engine = ScriptedEngine(tokenizer, script)
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, logprobs=logprobs)
-    label = {"label": "corridor", "trajectories": budget}
+    label = TaskRequest("corridor", trajectories=budget).to_label()
     out = asyncio.run(executor.execute("prompt", label, params, max_length, tokenizer, engine))
     return out, engine
 
@@ -236,7 +237,7 @@ def test_concurrent_tasks_share_an_engine_without_mixing(tokenizer):
 
     async def main():
         return await asyncio.gather(
-            *(executor.execute("p", {"label": s, "trajectories": 1}, params, 4096, tokenizer, engine) for s in ("ab", "aba"))
+            *(executor.execute("p", s, params, 4096, tokenizer, engine) for s in ("ab", "aba"))
         )
 
     short, long = asyncio.run(main())
@@ -299,7 +300,7 @@ def test_grpo_runs_b_trajectories_with_step_prompts_and_their_returns(tokenizer)
 
     engine = SequenceEngine(tokenizer, [act("press a"), act("press b"), act("press c"), "hmm", act("press a")])
     executor = GRPOExecutor(make_env, "alfworld", Settings(history_length=1))
-    out = asyncio.run(executor.execute("p", {"label": "c", "trajectories": 2}, SamplingParams(max_tokens=32), 4096, tokenizer, engine))
+    out = asyncio.run(executor.execute("p", TaskRequest("c", trajectories=2).to_label(), SamplingParams(max_tokens=32), 4096, tokenizer, engine))
     steps = out["step_samples"]
     assert [(s["action"], s["env_reward"], s["reward"]) for s in steps] == [
         ("press a", 0.0, 10.0), ("press b", 10.0, 10.0),

@@ -16,6 +16,7 @@ from openrlhf_3spo.envs.base import Observation, state_digest
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.rollout.executor import SPO3Executor
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.state.local import LocalStateScores
 
@@ -64,7 +65,7 @@ def train_batches(secret="abcabcab", max_steps=6, budget=8, p_invalid=0.0, xi=10
     outputs, dead = [], []
     for _ in range(BATCHES):
         version = scores.current_version()
-        label = {"label": "corridor", "trajectories": budget, "version": version}
+        label = TaskRequest("corridor", trajectories=budget, version=version).to_label()
         out = asyncio.run(executor.execute("prompt", label, params, 4096, ByteTokenizer(), engine))
         keys = list({s["next_state_key"] for s in out["step_samples"]})
         dead.append({k for k, s in zip(keys, scores.lookup(keys, version)["score"]) if s == 0})
@@ -171,7 +172,7 @@ def test_the_progress_term_takes_a_dead_end_as_a_dead_end(rules, goes_to):
             return SimpleNamespace(outputs=outputs)
 
     executor = SPO3Executor(make_env, scores, "alfworld", Settings(**rules))
-    label = {"label": "fork", "trajectories": 1, "version": scores.current_version()}
+    label = TaskRequest("fork", version=scores.current_version()).to_label()
     out = asyncio.run(executor.execute("p", label, SamplingParams(max_tokens=8), 4096, ByteTokenizer(), LeftRight()))
     at_start = [s for s in out["step_samples"] if s["state_key"] == state_digest("fork", "start")]
     assert len(at_start) == (2 if rules else 8)  # the filter keeps one sample per action

@@ -10,6 +10,7 @@ from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.demo.engine import VLLMEngine
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, dataset_rows, game_file_of
 from openrlhf_3spo.envs.prompting import parse_action, render_prompt
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 from openrlhf_3spo.state.client import StateScores
 
@@ -22,7 +23,7 @@ def _rollout(tiny_model_dir, stop_tokens=True, max_tokens=24, **settings):
     from vllm import SamplingParams
 
     # the run's settings, as the samples generator puts them in each task's label
-    settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX, **settings).to_dict()
+    settings = Settings(state_actor="it-state", max_steps=2, env_workers=1, g_max=G_MAX, **settings)
     ray.init(num_cpus=2, include_dashboard=False, namespace="spo3-it", log_to_driver=False)
     scores = StateScores.create("it-state")  # the handle keeps the actor alive
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -35,7 +36,7 @@ def _rollout(tiny_model_dir, stop_tokens=True, max_tokens=24, **settings):
 
     async def main():
         engine = VLLMEngine(tiny_model_dir, max_model_len=1024)
-        label = {"label": row["label"], "trajectories": 2, "settings": settings}
+        label = TaskRequest(row["label"], trajectories=2, settings=settings).to_label()
         out = await executor.execute(row["input"], label, params, 1024, tokenizer, engine)
         return out, engine.requests
 

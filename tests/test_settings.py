@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings, add_flags
 
 
@@ -43,13 +44,17 @@ def test_out_of_range_values_name_their_flag(values, message):
         Settings(**values).checked()
 
 
-def test_values_travel_in_the_label():
+def test_values_travel_in_the_task_request():
     run = Settings(g_max=4, history_length=1, max_steps=12, write_off="paper")
-    label = {"label": "task", "settings": run.to_dict(), "trajectories": 8}
-    assert Settings.from_label(label) == run
-    assert Settings.from_label("plain dataset label") == Settings()  # no run settings: the defaults
+    request = TaskRequest("task", trajectories=8, version=3, settings=run)
+    assert TaskRequest.from_label(request.to_label()) == request
+    assert TaskRequest.from_label("plain dataset label") == TaskRequest("plain dataset label")  # B = 1, the defaults
     with pytest.raises(ValueError, match="--spo3.g_max must be >= 2"):
-        Settings.from_label({"label": "task", "settings": dict(run.to_dict(), g_max=0)})
+        TaskRequest.from_label(dict(request.to_label(), settings=dict(run.to_dict(), g_max=0)))
+    with pytest.raises(ValueError, match="task request without version"):  # a field left out is an error
+        TaskRequest.from_label({k: v for k, v in request.to_label().items() if k != "version"})
+    with pytest.raises(ValueError, match="trajectory budget must be a whole number >= 1, got 0"):
+        TaskRequest.from_label(dict(request.to_label(), trajectories=0))
     assert Settings.from_namespace(SimpleNamespace(**run.to_dict())) == run
 
 
@@ -73,12 +78,12 @@ def test_the_samples_generator_puts_the_run_settings_in_every_label(monkeypatch)
         generator.state_scores = None
         generator._dispatch_prompts_to_vllm(["p1", "p2"], ["a", "b"])
     (grpo_labels, grpo_kwargs), (multiturn_labels, multiturn_kwargs) = sent
-    assert grpo_labels == [{"label": x, "settings": run.to_dict(), "trajectories": 8, "version": None} for x in "ab"]
+    assert grpo_labels == [TaskRequest(x, trajectories=8, settings=run).to_label() for x in "ab"]
     assert grpo_kwargs["n_samples_per_prompt"] == 1  # one call per task, B trajectories in it
-    assert multiturn_labels == [{"label": x, "settings": run.to_dict()} for x in "ab"] and "n_samples_per_prompt" not in multiturn_kwargs
+    assert multiturn_labels == [TaskRequest(x, settings=run).to_label() for x in "ab"] and "n_samples_per_prompt" not in multiturn_kwargs
     # in evaluation a step mode plays one plain episode per call: no budget, OpenRLHF's own n
     generator.args.train.agent_func_path = agent_file("alfworld", "3spo")
     generator._evaluating = True
     generator._dispatch_prompts_to_vllm(["p1"], ["a"], n_samples_per_prompt=2)
     eval_labels, eval_kwargs = sent[-1]
-    assert eval_labels == [{"label": "a", "settings": run.to_dict(), "eval": True}] and eval_kwargs["n_samples_per_prompt"] == 2
+    assert eval_labels == [TaskRequest("a", settings=run, eval=True).to_label()] and eval_kwargs["n_samples_per_prompt"] == 2

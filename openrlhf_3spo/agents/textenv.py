@@ -3,7 +3,7 @@ a dataset label, the env worker pool, chat rendering of each step's prompt, and 
 
 OpenRLHF builds `AgentExecutor()` without arguments, so the run's settings (`openrlhf_3spo.settings`:
 history window, max steps, env workers, WebShop reward, the 3SPO rules) come in each task's label,
-put there by the plugin's samples generator; without them (a plain dataset label) the defaults hold.
+a `TaskRequest` the plugin's samples generator sends; a plain dataset label gets the defaults.
 Data locations come from ALFWORLD_DATA and WEBSHOP_DATA, or the label's `"root": "shipped"`.
 """
 
@@ -20,8 +20,7 @@ from openrlhf_3spo.rollout.episode import Episode
 from openrlhf_3spo.rollout.evaluation import eval_episode
 from openrlhf_3spo.rollout.executor import SPO3Executor
 from openrlhf_3spo.rollout.grpo import GRPOExecutor
-from openrlhf_3spo.rollout.step import task_label
-from openrlhf_3spo.settings import Settings
+from openrlhf_3spo.rollout.request import TaskRequest
 
 
 def make_env(label, max_steps=0, webshop_reward="success"):
@@ -70,10 +69,6 @@ async def eval_episode_with(settings, env_name, prompt, label, sampling_params, 
     (The arguments of OpenRLHF's `AgentExecutorBase.execute`; there are no images.)"""
     make_env = remote_env_maker(settings)
     return await eval_episode(make_env, env_name, settings, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine)
-
-
-def is_eval(label):
-    return isinstance(label, dict) and bool(label.get("eval"))
 
 
 def user_turn(tokenizer, content):
@@ -147,10 +142,10 @@ class MultiTurnTextEnvExecutor(MultiTurnAgentExecutor):
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         # The instance renders chat turns, so it needs the tokenizer: it travels with the label.
-        task = task_label(label)[0]
-        wrapped = {"label": task, "settings": Settings.from_label(label), "tokenizer": hf_tokenizer, "env_name": self.env_name}
+        request = TaskRequest.from_label(label)
+        wrapped = {"label": request.label, "settings": request.settings, "tokenizer": hf_tokenizer, "env_name": self.env_name}
         output = await super().execute(prompt, wrapped, sampling_params, max_length, hf_tokenizer, llm_engine, images)
-        output["label"] = task
+        output["label"] = request.label
         return output
 
 
@@ -163,10 +158,10 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
     advantage_estimator = SPO3Executor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
-        settings = Settings.from_label(label)
-        if is_eval(label):
-            return await eval_episode_with(settings, self.env_name, prompt, label, *args, **kwargs)
-        return await self._executor(settings).execute(prompt, label, *args, **kwargs)
+        request = TaskRequest.from_label(label)
+        if request.eval:
+            return await eval_episode_with(request.settings, self.env_name, prompt, label, *args, **kwargs)
+        return await self._executor(request.settings).execute(prompt, label, *args, **kwargs)
 
     @functools.lru_cache(maxsize=4)
     def _executor(self, settings):
@@ -184,7 +179,8 @@ class GRPOTextEnvExecutor(AgentExecutorBase):
     advantage_estimator = GRPOExecutor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
-        settings = Settings.from_label(label)
-        if is_eval(label):
-            return await eval_episode_with(settings, self.env_name, prompt, label, *args, **kwargs)
-        return await GRPOExecutor(remote_env_maker(settings), self.env_name, settings).execute(prompt, label, *args, **kwargs)
+        request = TaskRequest.from_label(label)
+        if request.eval:
+            return await eval_episode_with(request.settings, self.env_name, prompt, label, *args, **kwargs)
+        executor = GRPOExecutor(remote_env_maker(request.settings), self.env_name, request.settings)
+        return await executor.execute(prompt, label, *args, **kwargs)

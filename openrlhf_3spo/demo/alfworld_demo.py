@@ -27,6 +27,7 @@ from openrlhf_3spo.demo.policy import LinearPolicy
 from openrlhf_3spo.envs.alfworld import ALFWorldEnv, find_games, load_game
 from openrlhf_3spo.envs.pool import LocalEnv
 from openrlhf_3spo.io import atomic_write, atomic_write_jsonl, atomic_write_text
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 
 # executor options per arm (None: the GRPO executor's B independent episodes per task, with
@@ -298,9 +299,8 @@ async def train_arm(arm, args, games, seed):
         steps_before = budget.steps
         outs = []
         for game in batch:
-            label = {"label": game, "trajectories": args.trajectories}
-            if scores is not None:
-                label["version"] = scores.current_version()
+            version = scores.current_version() if scores is not None else None
+            label = TaskRequest(game, trajectories=args.trajectories, version=version).to_label()
             outs.append(await executor.execute(game, label, params, args.max_length, policy.tokenizer, engine))
         samples = [s for o in outs for s in o["step_samples"] if s["trained"]]
         policy.update(samples, _advantages(arm, samples))

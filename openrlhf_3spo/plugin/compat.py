@@ -144,24 +144,24 @@ def _with_registered_estimators(compute_advantages_and_returns):
     from openrlhf.trainer.ppo_utils.length_penalty import apply_length_penalties
 
     @functools.wraps(compute_advantages_and_returns)
-    @torch.no_grad()
     def with_registered_estimators(self, experiences):
         args = self.strategy.args
         shape_rewards = ADVANTAGE_ESTIMATORS.get(args.algo.advantage.estimator)
         if shape_rewards is None:
             return compute_advantages_and_returns(self, experiences)
-        for experience in experiences:
-            experience.rewards = experience.rewards.to(torch.promote_types(experience.rewards.dtype, torch.float32))
-        apply_length_penalties(experiences, args)
-        for experience, reward in zip(experiences, shape_rewards(experiences, args)):
-            reward = compute_reward(
-                reward, self.kl_ctl.value, experience.kl,
-                action_mask=experience.action_mask, reward_clip_range=args.reward.clip_range,
-            )
-            experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
-            experience.advantages = experience.returns.clone()
-            experience.info["return"] = reward.sum(dim=-1)
-            experience.kl = None
+        with torch.no_grad():  # as OpenRLHF's own (a decorator's wrapper would hide whose code this is)
+            for experience in experiences:
+                experience.rewards = experience.rewards.to(torch.promote_types(experience.rewards.dtype, torch.float32))
+            apply_length_penalties(experiences, args)
+            for experience, reward in zip(experiences, shape_rewards(experiences, args)):
+                reward = compute_reward(
+                    reward, self.kl_ctl.value, experience.kl,
+                    action_mask=experience.action_mask, reward_clip_range=args.reward.clip_range,
+                )
+                experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
+                experience.advantages = experience.returns.clone()
+                experience.info["return"] = reward.sum(dim=-1)
+                experience.kl = None
         return experiences
 
     return with_registered_estimators

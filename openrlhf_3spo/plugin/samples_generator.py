@@ -21,6 +21,7 @@ from openrlhf.trainer.ray.vllm_engine import batch_vllm_engine_call
 from openrlhf_3spo.agents import agent_executor_class, step_estimator
 from openrlhf_3spo.plugin.advantages import ENV_REWARD_KEY, GROUP_KEY, PAD_KEY, STATE_KEY, STEP_KEY, TRAJECTORY_KEY
 from openrlhf_3spo.plugin.scores import start_state_scores
+from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings
 
 STEP_INFO = ("score", "score_next", "n", "novel", "success", "invalid", "novelty_weight", "env_reward")
@@ -127,19 +128,14 @@ class StepSamplesGenerator(SamplesGenerator):
 
     def _dispatch_prompts_to_vllm(self, prompts, labels, *, images=None, **generate_kwargs):
         agent = self.args.train.agent_func_path
-        extra = {}
         if agent and getattr(agent_executor_class(agent), "reads_settings", False):
-            # the run's settings travel with each task to the rollout actors
-            extra["settings"] = Settings.from_namespace(self.args.spo3).to_dict()
-        if self._evaluating and step_estimator(agent):
-            extra["eval"] = True
-        if self._yields_steps():
-            # one executor call per task; its budget: n_samples_per_prompt trajectories
-            extra["trajectories"] = self.args.rollout.n_samples_per_prompt
-            extra["version"] = self.state_scores.current_version() if self.state_scores is not None else None
-            generate_kwargs = dict(generate_kwargs, n_samples_per_prompt=1)
-        if extra:
-            labels = [{"label": label, **extra} for label in labels]
+            # each task's request: the run's settings, and in a step mode's training its budget
+            request = dict(settings=Settings.from_namespace(self.args.spo3), eval=self._evaluating and bool(step_estimator(agent)))
+            if self._yields_steps():  # one executor call per task: n_samples_per_prompt trajectories
+                version = self.state_scores.current_version() if self.state_scores is not None else None
+                request.update(trajectories=self.args.rollout.n_samples_per_prompt, version=version)
+                generate_kwargs = dict(generate_kwargs, n_samples_per_prompt=1)
+            labels = [TaskRequest(label, **request).to_label() for label in labels]
         return super()._dispatch_prompts_to_vllm(prompts, labels, images=images, **generate_kwargs)
 
     def _generate_vllm(self, *args, **kwargs):
@@ -186,7 +182,7 @@ class StepSamplesGenerator(SamplesGenerator):
         steps = response["step_samples"]
         stats = self.spo3_stats
         stats["tasks"] = stats.get("tasks", 0) + 1
-        stats["written_off_tasks"] = stats.get("written_off_tasks", 0) + response.get("written_off", False)
+        stats["written_off_tasks"] = stats.get("written_off_tasks", 0) + response["written_off"]
         stats["steps"] = stats.get("steps", 0) + len(steps)
         stats["trained_steps"] = stats.get("trained_steps", 0) + sum(s["trained"] for s in steps)
         stats["trajectories"] = stats.get("trajectories", 0) + len(response["trajectories"]) + response["truncated_trajectories"]

@@ -9,7 +9,7 @@ import json
 from tqdm import tqdm
 
 from openrlhf_3spo.rollout.episode import Episode, play
-from openrlhf_3spo.rollout.step import task_label
+from openrlhf_3spo.rollout.request import TaskRequest
 
 # ALFWorld task types as the papers' columns name them
 ALFWORLD_COLUMNS = {
@@ -26,7 +26,7 @@ async def eval_episode(make_env, env_name, settings, prompt, label, sampling_par
     """One plain episode (one sample per step, nothing recorded), as OpenRLHF's single-response
     output whose reward is task success (1 or 0): what the eval metrics of every step mode count.
     WebShop episodes also report the purchase score."""
-    label = task_label(label)[0]
+    label = TaskRequest.from_label(label).label
     env = await make_env(label)
     first = await env.reset()
     task = await env.get("task")
@@ -53,8 +53,8 @@ async def evaluate_tasks(rows, env_name, make_env, settings, sampling_params, ma
     bar = tqdm(total=len(rows), desc=f"evaluate {env_name}", unit="task")
 
     async def one(row):
-        out = await eval_episode(make_env, env_name, settings, row["input"], {"label": row["label"], "eval": True},
-                                 sampling_params, max_length, tokenizer, engine)
+        out = await eval_episode(make_env, env_name, settings, row["input"], row["label"], sampling_params, max_length,
+                                 tokenizer, engine)
         bar.update()
         logs = out["extra_logs"]
         return {"label": row["label"], "won": bool(logs["won"]), "score": logs["score"], "steps": int(logs["steps"])}

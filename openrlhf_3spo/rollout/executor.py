@@ -37,7 +37,8 @@ from openrlhf.utils.agent import AgentExecutorBase
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.rollout.episode import Episode
-from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs, task_label
+from openrlhf_3spo.rollout.request import TaskRequest, TaskResult
+from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs
 from openrlhf_3spo.settings import Settings
 
 
@@ -100,9 +101,10 @@ class SPO3Executor(AgentExecutorBase):
         self.rng = random.Random(seed)  # the sampled rules' draws
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
-        """`label`: the dataset label, or {"label": ..., "trajectories": B, "version": v} from the
-        plugin's samples generator (B defaults to 1, v to the current snapshot)."""
-        label, budget, version = task_label(label)
+        """`label`: a `TaskRequest`'s (B trajectories, at snapshot version v), or a plain dataset label
+        (B = 1, the current snapshot)."""
+        request = TaskRequest.from_label(label)
+        label, budget, version = request.label, request.trajectories, request.version
         env = await self.make_env(label)
         observation = await env.reset()  # envs know their task text after reset
         task, task_id = await env.get("task"), await env.get("task_id")
@@ -129,18 +131,13 @@ class SPO3Executor(AgentExecutorBase):
             branch.env.close()
         if start_env is not None:
             start_env.close()
-        return {
-            "prompt": prompt,
-            "label": label,
-            "step_samples": [dict(vars(s)) for s in rollout.samples],  # shallow: asdict copies every token list
-            "trajectories": [
-                {"keys": list(dict.fromkeys(p.keys)), "won": bool(p.observation.won)} for p, cut in finished if not cut
-            ],
-            "truncated_trajectories": sum(cut for _, cut in finished),
-            "written_off": bool(start["score"][0] == 0),  # the paper's rule would truncate this task at its start
-            "rollout_stats": rollout.stats,
-            "task": task,
-        }
+        return TaskResult(
+            prompt, label, task, rollout.samples,
+            trajectories=[{"keys": list(dict.fromkeys(p.keys)), "won": bool(p.observation.won)} for p, cut in finished if not cut],
+            truncated_trajectories=sum(cut for _, cut in finished),
+            written_off=bool(start["score"][0] == 0),
+            rollout_stats=rollout.stats,
+        ).to_output()
 
     def _pick(self, stack):
         """The index of the pending branch to backtrack to (--spo3.backtrack)."""

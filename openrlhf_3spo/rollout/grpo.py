@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from openrlhf.utils.agent import AgentExecutorBase
 
 from openrlhf_3spo.rollout.episode import Episode, play
-from openrlhf_3spo.rollout.step import task_label
+from openrlhf_3spo.rollout.request import TaskRequest, TaskResult
 from openrlhf_3spo.settings import Settings
 
 
@@ -51,8 +51,9 @@ class GRPOExecutor(AgentExecutorBase):
         self.make_env, self.env_name, self.settings = make_env, env_name, settings.checked()
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
-        """`label`: as for SPO3Executor ({"label": ..., "trajectories": B} or a dataset label)."""
-        label, budget, _ = task_label(label)
+        """`label`: as for SPO3Executor (a `TaskRequest`'s, or a plain dataset label)."""
+        request = TaskRequest.from_label(label)
+        label, budget = request.label, request.trajectories
         env = await self.make_env(label)
         first = await env.reset()
         task = await env.get("task")
@@ -67,17 +68,9 @@ class GRPOExecutor(AgentExecutorBase):
         samples, trajectories, truncated = [], [], 0
         for b, (steps, ended, cut) in enumerate(runs):
             total = sum(step["env_reward"] for step in steps)
-            samples += [
-                dict(vars(TrajectoryStep(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}")))
-                for step in steps
-            ]
+            samples += [TrajectoryStep(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}") for step in steps]
             trajectories.append({"keys": list(dict.fromkeys(ended.keys)), "won": bool(ended.observation.won), "return": total})
             truncated += cut
-        return {
-            "prompt": prompt,
-            "label": label,
-            "step_samples": samples,
-            "trajectories": trajectories,
-            "truncated_trajectories": truncated,
-            "task": task,
-        }
+        # B independent episodes: every env step is a main one, no state is ever written off
+        stats = {"main_steps": len(samples), "fork_steps": 0, "continuation_steps": 0, "backtrack_depths": []}
+        return TaskResult(prompt, label, task, samples, trajectories, truncated, written_off=False, rollout_stats=stats).to_output()

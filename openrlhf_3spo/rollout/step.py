@@ -8,18 +8,6 @@ from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from openrlhf_3spo.envs.prompting import answer_pattern, parse_action, render_prompt
 
 
-def task_label(label):
-    """-> (dataset label, trajectory budget B, snapshot version) from the label the plugin's samples
-    generator sends ({"label": ..., "trajectories": B, "version": v, "settings": ..., "eval": ...})
-    or a plain dataset label."""
-    wrapped = isinstance(label, dict) and any(k in label for k in ("trajectories", "settings", "eval"))
-    info = label if wrapped else {"label": label}
-    budget = int(info.get("trajectories", 1))
-    if budget < 1:
-        raise ValueError(f"trajectory budget must be >= 1, got {budget}")
-    return info["label"], budget, info.get("version")
-
-
 def step_context(tokenizer, env_name, task, history, observation, history_length, limit):
     """Token ids of the step's prompt, history dropped from the left until it fits in `limit` tokens;
     None if even the task, the current observation and the admissible actions do not."""
