@@ -85,10 +85,16 @@ def enter():
     """In the driver, before OpenRLHF is imported: the environment of every process of the run, and
     a flash_attn stand-in where flash-attn is not installed (OpenRLHF imports it at module level)."""
     os.environ.update(ENV)
+    flash_attn_stand_in()
+    apply()
+
+
+def flash_attn_stand_in():
+    """Where flash-attn is not installed, the stand-in, for this process and those it starts (a
+    --dry-run imports OpenRLHF's trainer to register the plugin, and runs nothing)."""
     if importlib.util.find_spec("flash_attn") is None:
         sys.path.insert(0, SHIM_DIR)
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SHIM_DIR, os.environ.get("PYTHONPATH")) if p)
-    apply()
 
 
 def runtime_env_vars():

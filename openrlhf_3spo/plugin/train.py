@@ -189,6 +189,8 @@ def main(argv):
                 if cpu:
                     argv = cpu_mode.cpu_argv(argv)
                     cpu_mode.enter()
+                elif dry_run:
+                    cpu_mode.flash_attn_stand_in()
                 compat.load_plugin()
                 importlib.import_module("openrlhf.cli.train_ppo_ray")  # for its imports; its __main__ block runs below
         except (RuntimeError, ValueError) as error:
