@@ -60,12 +60,12 @@ class Settings:
     score_shards: int = _setting(1, "state-score actors; keys are split among them by a stable hash", low=1, high=1024)
     state_actor: str = _setting("spo3-state", "name of the state-score Ray actors")
 
-    def problems(self):
-        """One line per value out of range, naming its flag."""
+    def problems(self, flag_of=lambda name: f"--spo3.{name}"):
+        """One line per value out of range, naming its flag (another CLI's, with `flag_of`)."""
         found = []
         for f in fields(self):
             value, meta = getattr(self, f.name), f.metadata
-            flag = f"--spo3.{f.name}"
+            flag = flag_of(f.name)
             numeric = (int,) if f.type is int else (int, float)
             if f.type is not str and (isinstance(value, bool) or not isinstance(value, numeric)):
                 found.append(f"{flag} must be {'a whole number' if f.type is int else 'a number'}, got {value!r}")

@@ -14,6 +14,16 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def param_id(value):
+    """A parametrized case's id from its arguments (pytest's default for a dict or a list is its
+    position, as in `args7`); a string stands as it is, an absolute path as its file name."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "defaults"
+    if isinstance(value, (list, tuple)):
+        return " ".join(os.path.basename(v) if isinstance(v, str) and os.path.isabs(v) else str(v) for v in value)
+    return None
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--flip-advantage-sign", action="store_true",

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import param_id
+
 from openrlhf_3spo.algo import (
     adaptive_n, discounted_returns, gigpo_advantages, group_advantages, novelty_weight, state_score, step_reward,
     trajectory_advantages,
@@ -65,6 +67,7 @@ def test_state_score_stays_positive_where_exp_underflows():
         (dict(n_total=[1, 2], n_success=[0, 0, 0], t=2), "mismatched lengths"),
         (dict(n_total="x", n_success=0, t=2), "n_total"),
     ],
+    ids=param_id,
 )
 def test_state_score_rejects_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -112,6 +115,7 @@ def test_step_reward_is_vectorised():
         ((0.5, 0.5, 0, 1, 0.5), "success"),
         (([0.5, 0.5], [0.5, 0.5, 0.5], 0, 1, 0), "mismatched lengths"),
     ],
+    ids=param_id,
 )
 def test_step_reward_rejects_bad_arguments(args, name):
     with pytest.raises(ValueError, match=name):

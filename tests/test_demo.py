@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from conftest import param_id
+
 from openrlhf_3spo.cli import main
 from openrlhf_3spo.demo.alfworld_demo import DemoArgs, run
 from openrlhf_3spo.envs.alfworld import SHIPPED_DATA
@@ -96,6 +98,7 @@ def test_cli_reads_games_in_the_official_layout(tmp_path):
         (["--data", "/nonexistent"], "ALFWorld data: no folder /nonexistent/json_2.1.1/train"),
         (["--iterations", "3"], "unrecognized arguments: --iterations 3"),
     ],
+    ids=param_id,
 )
 def test_bad_flags_give_one_line(flags, message, tmp_path):
     with pytest.raises(SystemExit) as exit_:

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from vllm import SamplingParams
 
+from conftest import param_id
+
 from openrlhf_3spo.envs.base import Observation, state_digest
 from openrlhf_3spo.envs.corridor import CorridorEnv
 from openrlhf_3spo.envs.pool import LocalEnv
@@ -153,7 +155,7 @@ class ForkEnv:
         return ForkEnv(self.at, self.steps)
 
 
-@pytest.mark.parametrize("rules, goes_to", [({}, "R"), (PAPER, "L")])
+@pytest.mark.parametrize("rules, goes_to", [({}, "R"), (PAPER, "L")], ids=param_id)
 def test_the_progress_term_takes_a_dead_end_as_a_dead_end(rules, goes_to):
     """L is written off (3 failures, xi = 3); R was on a winning path once, so S(R) = 5^-50 ~ 0. The
     paper's progress term takes S(L) = 0 as well: L ties with R and, listed first, ranks first. With

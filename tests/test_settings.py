@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from conftest import param_id
+
 from openrlhf_3spo.rollout.request import TaskRequest
 from openrlhf_3spo.settings import Settings, add_flags
 
@@ -37,6 +39,7 @@ def test_every_setting_becomes_one_flag_with_its_default_and_choices():
         ({"write_off": "never"}, "--spo3.write_off must be one of branch, paper, got 'never'"),
         ({"decoding": "guided"}, "--spo3.decoding must be one of free, constrained, got 'guided'"),
     ],
+    ids=param_id,
 )
 def test_out_of_range_values_name_their_flag(values, message):
     assert Settings(**values).problems()[0] == message

@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 
+from conftest import param_id
+
 from openrlhf_3spo.agents import agent_file
 from openrlhf_3spo.cli import INSTALL_HINTS
 
@@ -96,6 +98,7 @@ def test_alias_and_flags_resolve():
         # OpenRLHF's own assert, as one line too
         (["--advantage_estimator", "group_norm", "--rollout.n_samples_per_prompt", "1"], "group_norm requires n_samples_per_prompt > 1"),
     ],
+    ids=param_id,
 )
 def test_bad_settings_give_one_clear_line(args, message):
     result = _train(*args, "--dry-run")
@@ -113,6 +116,7 @@ def test_bad_settings_give_one_clear_line(args, message):
         (["--ds.attn_implementation", "flash_attention_2"], "--cpu runs with --ds.attn_implementation sdpa, not flash_attention_2"),
         (["--vllm.sync_backend=nccl"], "--cpu runs with --vllm.sync_backend gloo, not nccl"),
     ],
+    ids=param_id,
 )
 def test_cpu_mode_refuses_what_cannot_work_without_a_gpu(args, message):
     result = _train("--cpu", "--advantage_estimator", "3spo", "--train.agent_func_path", AGENT_3SPO, *args, "--dry-run")

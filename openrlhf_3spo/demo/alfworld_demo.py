@@ -52,6 +52,12 @@ def _setting(default, help):
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def _from_settings(name):
+    """A setting the demo shares with training: its default and help from `Settings`."""
+    shared = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    return _setting(shared.default, shared.metadata["help"])
+
+
 @dataclass
 class DemoArgs:
     """Settings shared by every arm (only the method differs). The CLI's flags and
@@ -66,9 +72,9 @@ class DemoArgs:
     max_steps: int = _setting(30, "episode length")
     batch_tasks: int = _setting(4, "tasks per iteration (one policy update)")
     trajectories: int = _setting(8, "B: trajectories per task (3SPO: root-to-leaf paths of its branching rollout)")
-    g_max: int = _setting(Settings.g_max, "3SPO: at most G_max candidates per state")
-    alpha: float = _setting(Settings.alpha, "3SPO: alpha of the state score (eq. 1)")
-    history_length: int = _setting(Settings.history_length, "past steps in each prompt")
+    g_max: int = _from_settings("g_max")
+    alpha: float = _from_settings("alpha")
+    history_length: int = _from_settings("history_length")
     temperature: float = _setting(1.0, "sampling temperature in training")
     lr: float = _setting(0.05, "policy learning rate (Adam)")
     features: int = _setting(65536, "policy weights (hashed features)")
@@ -85,13 +91,13 @@ class DemoArgs:
         for name in ("games", "warm_start_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.g_max < 2:
-            raise ValueError(f"--g-max must be >= 2, got {self.g_max}")
         for name in ("lr", "warm_start_lr", "temperature"):  # a NaN would surface minutes later, inside sampling
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be a finite number > 0, got {getattr(self, name)}")
-        if self.history_length < 0:
-            raise ValueError(f"--history-length must be >= 0, got {self.history_length}")
+        shared = Settings(g_max=self.g_max, alpha=self.alpha, history_length=self.history_length)
+        found = shared.problems(flag_of=lambda name: f"--{name.replace('_', '-')}")  # checked as in training
+        if found:
+            raise ValueError(found[0])
         if not self.seeds or not self.arms:
             raise ValueError("--seeds and --arms must name at least one each")
         unknown = [a for a in self.arms if a not in ARMS]

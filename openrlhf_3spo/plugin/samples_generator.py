@@ -164,12 +164,12 @@ class StepSamplesGenerator(SamplesGenerator):
                 "reward": step["reward"],
                 "scores": step["reward"],
                 "truncated": step["cut_off"],
-                "extra_logs": {name: float(step[name]) for name in STEP_INFO if name in step},
+                "extra_logs": {name: float(step[name]) for name in STEP_INFO if step[name] is not None},
             }
             experience = super()._process_response_into_experience(single_turn, **generate_kwargs)
             experience.info[GROUP_KEY] = torch.tensor([group_number(step["group_id"])])
             experience.info[PAD_KEY] = torch.zeros(1)  # every sample carries each info key (OpenRLHF concatenates them)
-            if "trajectory_id" in step:  # GRPO and GiGPO modes
+            if step["trajectory_id"] is not None:  # GRPO and GiGPO modes
                 experience.info[TRAJECTORY_KEY] = torch.tensor([group_number(step["trajectory_id"])])
                 experience.info[STATE_KEY] = torch.tensor([group_number(step["state_key"])])
                 experience.info[STEP_KEY] = torch.tensor([step["step"]])
@@ -191,7 +191,7 @@ class StepSamplesGenerator(SamplesGenerator):
         stats["won_trajectories"] = stats.get("won_trajectories", 0) + sum(t["won"] for t in response["trajectories"])
         for s in steps:
             stats[f"n_{s['n']}"] = stats.get(f"n_{s['n']}", 0) + 1
-        if steps and "trajectory_id" in steps[0]:  # GiGPO's anchor-state groups (the GRPO mode has them too)
+        if steps and steps[0]["trajectory_id"] is not None:  # GiGPO's anchor-state groups (the GRPO mode has them too)
             for size in Counter(s["state_key"] for s in steps).values():
                 label = f"anchor_group_{_size_bin(size)}"
                 stats[label] = stats.get(label, 0) + size

@@ -59,8 +59,8 @@ async def play(episode, env_name, settings, sampling_params, max_length, tokeniz
             dict(
                 context_ids=context, action_ids=list(output.token_ids), logprobs=output_logprobs(output),
                 action=action, cut_off=output.finish_reason == "length", env_reward=float(following.reward),
-                success=bool(following.won), invalid=not following.valid, state_key=observation.state_key,
-                step=len(steps),
+                success=bool(following.won), invalid=not following.valid, novel=following.state_key != observation.state_key,
+                state_key=observation.state_key, next_state_key=following.state_key, step=len(steps),
             )
         )
         episode = episode.advance(action, following)

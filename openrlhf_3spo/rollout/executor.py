@@ -37,33 +37,9 @@ from openrlhf.utils.agent import AgentExecutorBase
 from openrlhf_3spo.algo import adaptive_n, novelty_weight, step_reward
 from openrlhf_3spo.envs.base import state_digest
 from openrlhf_3spo.rollout.episode import Episode
-from openrlhf_3spo.rollout.request import TaskRequest, TaskResult
+from openrlhf_3spo.rollout.request import StepSample, TaskRequest, TaskResult
 from openrlhf_3spo.rollout.step import chosen_action, context_limit, generate, output_logprobs
 from openrlhf_3spo.settings import Settings
-
-
-@dataclass
-class StepSample:
-    """One step: the rendered context at s_t and one candidate action, with its step reward."""
-
-    context_ids: list
-    action_ids: list
-    logprobs: list | None
-    action: str  # what the env was sent ("" for an unparsable or cut-off output)
-    cut_off: bool  # the generation reached max_tokens
-    reward: float
-    novel: bool
-    success: bool
-    invalid: bool
-    novelty_weight: float
-    score: float  # S(s_t), as the progress term takes it
-    score_next: float  # S(s_t+1), likewise
-    group_id: str
-    state_key: str
-    next_state_key: str
-    continued: bool  # the path went on along this action
-    n: int
-    trained: bool  # False for n = 1 steps (and, with tried_pairs="filter", groups left with one member)
 
 
 @dataclass
@@ -72,6 +48,7 @@ class DecisionPoint:
     its own env, and (once scored) each choice's step reward."""
 
     observation: object  # s_t
+    step: int  # its index along the path
     context: list
     n: int
     outputs: list
@@ -210,7 +187,7 @@ class _TaskRollout:
         envs = [path.env] + list(await asyncio.gather(*(path.env.fork() for _ in choices[1:])))
         stepped = await asyncio.gather(*(e.step(a) for e, a in zip(envs, choices)))
         return DecisionPoint(
-            observation, context, n, outputs, actions, tried, members, trained, choices, envs,
+            observation, len(path.history), context, n, outputs, actions, tried, members, trained, choices, envs,
             observations=[self.keyed(o, observation) for o in stepped],
         )
 
@@ -261,13 +238,15 @@ class _TaskRollout:
         for i in point.members:
             j = point.choices.index(point.actions[i])
             output = point.outputs[i]
+            following = point.observations[j]
             self.samples.append(
                 StepSample(
                     point.context, list(output.token_ids), output_logprobs(output), point.actions[i],
-                    output.finish_reason == "length", float(point.rewards[j]),
-                    **{k: v[j] for k, v in point.parts.items()}, score=point.score, score_next=float(point.scores_next[j]),
-                    group_id=group_id, state_key=point.observation.state_key,
-                    next_state_key=point.observations[j].state_key, continued=j == best, n=point.n, trained=point.trained,
+                    output.finish_reason == "length", float(point.rewards[j]), env_reward=float(following.reward),
+                    **{k: v[j] for k, v in point.parts.items()}, group_id=group_id,
+                    state_key=point.observation.state_key, next_state_key=following.state_key, step=point.step,
+                    continued=j == best, n=point.n, trained=point.trained, trajectory_id=None,
+                    score=point.score, score_next=float(point.scores_next[j]),
                 )
             )
 

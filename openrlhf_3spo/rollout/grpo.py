@@ -12,34 +12,12 @@ carries its env reward, the state it was taken from and its index, for the ancho
 
 import asyncio
 import uuid
-from dataclasses import dataclass
 
 from openrlhf.utils.agent import AgentExecutorBase
 
 from openrlhf_3spo.rollout.episode import Episode, play
-from openrlhf_3spo.rollout.request import TaskRequest, TaskResult
+from openrlhf_3spo.rollout.request import StepSample, TaskRequest, TaskResult
 from openrlhf_3spo.settings import Settings
-
-
-@dataclass
-class TrajectoryStep:
-    """One step of one trajectory: its context and action, and the trajectory's return."""
-
-    context_ids: list
-    action_ids: list
-    logprobs: list | None
-    action: str  # what the env was sent ("" for an unparsable or cut-off output)
-    cut_off: bool
-    reward: float  # the trajectory's return (sum of its env rewards)
-    env_reward: float  # this step's env reward
-    success: bool
-    invalid: bool
-    group_id: str  # the task: its B trajectories form one group
-    trajectory_id: str
-    state_key: str  # the state the step was taken from: GiGPO's anchor
-    step: int  # its index in the trajectory
-    n: int = 1
-    trained: bool = True
 
 
 class GRPOExecutor(AgentExecutorBase):
@@ -68,7 +46,11 @@ class GRPOExecutor(AgentExecutorBase):
         samples, trajectories, truncated = [], [], 0
         for b, (steps, ended, cut) in enumerate(runs):
             total = sum(step["env_reward"] for step in steps)
-            samples += [TrajectoryStep(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}") for step in steps]
+            samples += [
+                StepSample(**step, reward=total, group_id=group_id, trajectory_id=f"{group_id}/{b}", continued=True, n=1,
+                           trained=True, novelty_weight=None, score=None, score_next=None)
+                for step in steps
+            ]
             trajectories.append({"keys": list(dict.fromkeys(ended.keys)), "won": bool(ended.observation.won), "return": total})
             truncated += cut
         # B independent episodes: every env step is a main one, no state is ever written off

@@ -1,5 +1,7 @@
-"""What the plugin's samples generator asks of an agent executor for one task, built once where the
-prompts are sent to vLLM and sent as the task's label (OpenRLHF passes labels through untouched)."""
+"""The records at the rollout boundary: what the plugin's samples generator asks of an agent
+executor for one task (`TaskRequest`, built once where the prompts are sent to vLLM and sent as the
+task's label, which OpenRLHF passes through untouched), and what every step-mode executor returns
+(`TaskResult`, one `StepSample` per step sample), serialised once as OpenRLHF's rollout output."""
 
 from dataclasses import dataclass, field
 
@@ -36,6 +38,34 @@ class TaskRequest:
 
 
 @dataclass
+class StepSample:
+    """One step sample in every step mode: the rendered context at s_t, one action, its reward. No
+    field has a default; those of one mode only are None in the other."""
+
+    context_ids: list
+    action_ids: list
+    logprobs: list | None
+    action: str  # what the env was sent ("" for an unparsable or cut-off output)
+    cut_off: bool  # the generation reached max_tokens
+    reward: float  # what the estimator normalises: 3SPO's step reward (eq. 2), GRPO's trajectory return
+    env_reward: float  # the env's own reward for this step (GiGPO's step reward)
+    success: bool
+    invalid: bool
+    novel: bool  # the step changed the state
+    group_id: str  # 3SPO: the candidates at one state; GRPO and GiGPO: the task's B trajectories
+    state_key: str  # s_t (GiGPO's anchor)
+    next_state_key: str
+    step: int  # its index along its path
+    continued: bool  # its path went on along this action
+    n: int  # samples drawn at s_t
+    trained: bool  # 3SPO: False for n = 1 steps (and, with tried_pairs="filter", groups left with one member)
+    trajectory_id: str | None  # GRPO and GiGPO: its trajectory; 3SPO: None (its groups are per state)
+    novelty_weight: float | None  # 3SPO's eq. 2 terms; None under GRPO
+    score: float | None  # S(s_t), as the progress term takes it
+    score_next: float | None  # S(s_t+1), likewise
+
+
+@dataclass
 class TaskResult:
     """What every step-mode executor returns for one task, as OpenRLHF's rollout actor passes it on
     to the samples generator (`to_output`). No field has a default: each executor states each."""
@@ -43,7 +73,7 @@ class TaskResult:
     prompt: str
     label: object  # the dataset label
     task: str
-    step_samples: list  # one record per step sample (the mode's StepSample / TrajectoryStep)
+    step_samples: list  # of StepSample
     trajectories: list  # the finished trajectories: {"keys": state keys to record, "won": bool, ...}
     truncated_trajectories: int
     written_off: bool  # the paper's write-off rule would truncate this task at its start state
