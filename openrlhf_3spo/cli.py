@@ -48,10 +48,11 @@ def _evaluate(args):
 
     if not os.path.exists(args.model):
         raise ValueError(f"--model {args.model}: no such file or folder")
-    for flag in ("history_length", "max_steps"):  # this command's own flag names in the message
-        if getattr(args, flag) < 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
-    settings = Settings(history_length=args.history_length, max_steps=args.max_steps, decoding=args.decoding).checked()
+    shared = {"history_length": args.history_length, "max_steps": args.max_steps, "decoding": args.decoding}
+    found = Settings.problems(shared, flag_of=lambda name: f"--{name.replace('_', '-')}")  # this command's flag names
+    if found:
+        raise ValueError(found[0])
+    settings = Settings(**shared)
     if args.dataset:
         rows = _read_dataset(args.dataset)
     elif args.split is None:

@@ -60,11 +60,19 @@ class Settings:
     score_shards: int = _setting(1, "state-score actors; keys are split among them by a stable hash", low=1, high=1024)
     state_actor: str = _setting("spo3-state", "name of the state-score Ray actors")
 
-    def problems(self, flag_of=lambda name: f"--spo3.{name}"):
-        """One line per value out of range, naming its flag (another CLI's, with `flag_of`)."""
+    def __post_init__(self):
+        # the one check: a Settings value, from flags, a label or code, is always a valid one
+        found = Settings.problems(vars(self))
+        if found:
+            raise ValueError(found[0])
+
+    @staticmethod
+    def problems(values, flag_of=lambda name: f"--spo3.{name}"):
+        """One line per value out of range among `values` (name -> value; a name left out has its
+        default), naming its flag (another CLI's, with `flag_of`)."""
         found = []
-        for f in fields(self):
-            value, meta = getattr(self, f.name), f.metadata
+        for f in fields(Settings):
+            value, meta = values.get(f.name, f.default), f.metadata
             flag = flag_of(f.name)
             numeric = (int,) if f.type is int else (int, float)
             if f.type is not str and (isinstance(value, bool) or not isinstance(value, numeric)):
@@ -80,12 +88,6 @@ class Settings:
             elif meta["high"] is not None and value > meta["high"]:
                 found.append(f"{flag} must be <= {meta['high']}, got {value}")
         return found
-
-    def checked(self):
-        found = self.problems()
-        if found:
-            raise ValueError(found[0])
-        return self
 
     def to_dict(self):
         return asdict(self)

@@ -65,7 +65,7 @@ SETTINGS = [
 
 @case("settings", "error", SETTINGS)
 def test_settings(case_id, a0, a1):
-    found = Settings(**a0).problems()
+    found = Settings.problems(a0)
     assert len(found) == 1 and found[0].startswith(a1), found
     with pytest.raises(ValueError, match=re.escape(a1)):  # labels from a task file are checked the same way
         TaskRequest.from_label(dict(TaskRequest("task").to_label(), settings=dict(Settings().to_dict(), **a0)))

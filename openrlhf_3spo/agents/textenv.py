@@ -149,19 +149,24 @@ class MultiTurnTextEnvExecutor(MultiTurnAgentExecutor):
         return output
 
 
-class SPO3TextEnvExecutor(AgentExecutorBase):
-    """The 3SPO executor over the env of `env_name`, with the run's settings, envs in this process's
-    worker pool, scores from the run's state-score actors."""
+class StepModeTextEnvExecutor(AgentExecutorBase):
+    """A step mode over the env of `env_name`, with the run's settings and envs in this process's
+    worker pool. Each task's request is read once; an eval task plays one plain episode."""
 
     env_name = None
     reads_settings = True
-    advantage_estimator = SPO3Executor.advantage_estimator
 
     async def execute(self, prompt, label, *args, **kwargs):
         request = TaskRequest.from_label(label)
         if request.eval:
-            return await eval_episode_with(request.settings, self.env_name, prompt, label, *args, **kwargs)
-        return await self._executor(request.settings).execute(prompt, label, *args, **kwargs)
+            return await eval_episode_with(request.settings, self.env_name, prompt, request, *args, **kwargs)
+        return await self._executor(request.settings).execute(prompt, request, *args, **kwargs)
+
+
+class SPO3TextEnvExecutor(StepModeTextEnvExecutor):
+    """3SPO, with scores from the run's state-score actors."""
+
+    advantage_estimator = SPO3Executor.advantage_estimator
 
     @functools.lru_cache(maxsize=4)
     def _executor(self, settings):
@@ -171,16 +176,11 @@ class SPO3TextEnvExecutor(AgentExecutorBase):
         return SPO3Executor(remote_env_maker(settings), scores, self.env_name, settings)
 
 
-class GRPOTextEnvExecutor(AgentExecutorBase):
-    """Step-wise GRPO over the env of `env_name`, with the run's settings: the baseline."""
+class GRPOTextEnvExecutor(StepModeTextEnvExecutor):
+    """Step-wise GRPO: the baseline (and GiGPO's episodes)."""
 
-    env_name = None
-    reads_settings = True
     advantage_estimator = GRPOExecutor.advantage_estimator
 
-    async def execute(self, prompt, label, *args, **kwargs):
-        request = TaskRequest.from_label(label)
-        if request.eval:
-            return await eval_episode_with(request.settings, self.env_name, prompt, label, *args, **kwargs)
-        executor = GRPOExecutor(remote_env_maker(request.settings), self.env_name, request.settings)
-        return await executor.execute(prompt, label, *args, **kwargs)
+    @functools.lru_cache(maxsize=4)
+    def _executor(self, settings):
+        return GRPOExecutor(remote_env_maker(settings), self.env_name, settings)

@@ -94,8 +94,8 @@ class DemoArgs:
         for name in ("lr", "warm_start_lr", "temperature"):  # a NaN would surface minutes later, inside sampling
             if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"--{name} must be a finite number > 0, got {getattr(self, name)}")
-        shared = Settings(g_max=self.g_max, alpha=self.alpha, history_length=self.history_length)
-        found = shared.problems(flag_of=lambda name: f"--{name.replace('_', '-')}")  # checked as in training
+        shared = {"g_max": self.g_max, "alpha": self.alpha, "history_length": self.history_length}
+        found = Settings.problems(shared, flag_of=lambda name: f"--{name.replace('_', '-')}")  # checked as in training
         if found:
             raise ValueError(found[0])
         if not self.seeds or not self.arms:

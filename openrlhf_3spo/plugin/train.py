@@ -47,7 +47,7 @@ def problems(args, cpu=False):
     """One line per inconsistent setting (OpenRLHF's hierarchical args)."""
     if cpu and cpu_mode.problems(args):
         return cpu_mode.problems(args)
-    found = Settings.from_namespace(args.spo3).problems()
+    found = Settings.problems(vars(args.spo3))
     if found:
         return found
     estimator, agent = args.algo.advantage.estimator, args.train.agent_func_path

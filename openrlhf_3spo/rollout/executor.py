@@ -74,7 +74,7 @@ class SPO3Executor(AgentExecutorBase):
 
     def __init__(self, make_env, scores, env_name, settings=Settings(), seed=None):
         self.make_env, self.scores, self.env_name = make_env, scores, env_name
-        self.settings = settings.checked()
+        self.settings = settings
         self.rng = random.Random(seed)  # the sampled rules' draws
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):

@@ -26,7 +26,7 @@ class GRPOExecutor(AgentExecutorBase):
     advantage_estimator = "step_grpo"  # its step samples train with trajectory-level group_norm
 
     def __init__(self, make_env, env_name, settings=Settings()):
-        self.make_env, self.env_name, self.settings = make_env, env_name, settings.checked()
+        self.make_env, self.env_name, self.settings = make_env, env_name, settings
 
     async def execute(self, prompt, label, sampling_params, max_length, hf_tokenizer, llm_engine, images=None):
         """`label`: as for SPO3Executor (a `TaskRequest`'s, or a plain dataset label)."""

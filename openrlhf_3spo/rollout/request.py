@@ -25,7 +25,10 @@ class TaskRequest:
     @classmethod
     def from_label(cls, label):
         """From `to_label`'s dict, every field present; a plain dataset label (a run without the
-        plugin's samples generator) asks for one trajectory with the default settings."""
+        plugin's samples generator) asks for one trajectory with the default settings. A request
+        already read (the agent functions read it once per task, then hand it on) is itself."""
+        if isinstance(label, TaskRequest):
+            return label
         if not (isinstance(label, dict) and "label" in label):
             return cls(label)
         missing = set(FIELDS) - set(label)
@@ -33,7 +36,7 @@ class TaskRequest:
             raise ValueError(f"task request without {', '.join(sorted(missing))}: {str(label)[:200]!r}")
         if isinstance(label["trajectories"], bool) or not isinstance(label["trajectories"], int) or label["trajectories"] < 1:
             raise ValueError(f"trajectory budget must be a whole number >= 1, got {label['trajectories']!r}")
-        return cls(label["label"], label["trajectories"], label["version"], Settings(**label["settings"]).checked(),
+        return cls(label["label"], label["trajectories"], label["version"], Settings(**label["settings"]),
                    bool(label["eval"]))
 
 
